@@ -1,0 +1,65 @@
+"""Build agentdb._core against the system libpq (found with pg_config, then pkg-config)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+
+INSTALL_HINT = (
+    "agentdb needs libpq's headers and library to build. On Debian/Ubuntu: "
+    "apt-get install libpq-dev python3-dev; on Fedora: dnf install libpq-devel; "
+    "on macOS: brew install libpq (and put its bin/ on PATH)."
+)
+
+
+def _run(*cmd: str) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def find_libpq() -> tuple[list[str], list[str]]:
+    """Return (include_dirs, library_dirs) for libpq or exit with what to install."""
+    pg_config = os.environ.get("PG_CONFIG", "pg_config")
+    include = _run(pg_config, "--includedir")
+    libdir = _run(pg_config, "--libdir")
+    if include and libdir and os.path.exists(os.path.join(include, "libpq-fe.h")):
+        return [include], [libdir]
+    cflags = _run("pkg-config", "--cflags-only-I", "libpq")
+    libs = _run("pkg-config", "--libs-only-L", "libpq")
+    if cflags is not None:
+        incs = [f[2:] for f in cflags.split() if f.startswith("-I")]
+        libdirs = [f[2:] for f in (libs or "").split() if f.startswith("-L")]
+        return incs, libdirs
+    sys.exit("error: neither pg_config nor pkg-config found libpq. " + INSTALL_HINT)
+
+
+include_dirs, library_dirs = find_libpq()
+extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+if os.environ.get("AGENTDB_WERROR"):
+    extra_compile_args.append("-Werror")
+if os.environ.get("AGENTDB_DEBUG_BUILD"):
+    # Counts PGconn/PGresult allocations and frees (checked by the leak tests).
+    extra_compile_args += ["-O0", "-g", "-DAGENTDB_DEBUG_COUNTS=1"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "agentdb._core",
+            sources=sorted(
+                os.path.join("src", f) for f in os.listdir("src") if f.endswith(".c")
+            ),
+            include_dirs=include_dirs,
+            library_dirs=library_dirs,
+            libraries=["pq"],
+            extra_compile_args=extra_compile_args,
+        )
+    ],
+)

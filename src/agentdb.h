@@ -1,0 +1,77 @@
+/* agentdb.h: the module state shared by every C file of agentdb._core. */
+#ifndef AGENTDB_H
+#define AGENTDB_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <libpq-fe.h>
+
+/* Everything the C core caches lives here, one instance per module object
+   (multi-phase init); no mutable static globals. */
+typedef struct {
+    /* Types. */
+    PyTypeObject *ConnectionType;
+    PyTypeObject *PoolType;
+    PyTypeObject *AcquireContextType;
+    PyTypeObject *RecordType;
+    PyTypeObject *RecordDescType;
+    PyTypeObject *IOHandleType;
+
+    /* PEP 249 exception hierarchy (errors.c). */
+    PyObject *Error;
+    PyObject *Warning;
+    PyObject *InterfaceError;
+    PyObject *DatabaseError;
+    PyObject *DataError;
+    PyObject *OperationalError;
+    PyObject *IntegrityError;
+    PyObject *InternalError;
+    PyObject *ProgrammingError;
+    PyObject *NotSupportedError;
+    PyObject *ConnectionLostError; /* OperationalError: the connection is gone */
+    PyObject *PoolTimeout;         /* TimeoutError: no connection within pool_timeout */
+    PyObject *sqlstate_map;        /* dict: SQLSTATE str -> exception class */
+
+    /* Codecs (codecs.c). */
+    PyObject *Decimal;       /* decimal.Decimal */
+    PyObject *UUID;          /* uuid.UUID */
+    PyObject *json_loads;    /* json.loads */
+    PyObject *json_dumps;    /* json.dumps */
+    PyObject *timezone_utc;  /* datetime.timezone.utc */
+    void *datetime_capi;     /* PyDateTime_CAPI*, from the datetime capsule */
+    PyObject *codec_cache;   /* free for codecs.c to use (NULL if unused) */
+
+    /* asyncio glue (loop.c). */
+    PyObject *get_running_loop; /* asyncio.get_running_loop */
+    PyObject *future_class;     /* agentdb._aio.AgentFuture, set by _core._setup() */
+    PyObject *kwnames_loop;     /* ("loop",) for vectorcalls of future_class */
+    PyObject *str_owner;        /* "_owner" */
+    PyObject *str_add_reader, *str_remove_reader, *str_add_writer, *str_remove_writer;
+    PyObject *str_call_at, *str_call_soon, *str_time, *str_cancel, *str_set_result,
+        *str_set_exception, *str_done, *str_create_task, *str_add_done_callback,
+        *str_run_in_executor, *str_result, *str_exception, *str_cancelled;
+} agentdb_state;
+
+/* The module state from the module object (never NULL after init). */
+static inline agentdb_state *agentdb_get_state(PyObject *module)
+{
+    return (agentdb_state *)PyModule_GetState(module);
+}
+
+/* The module state from an instance of one of our heap types. */
+agentdb_state *agentdb_state_from_type(PyTypeObject *tp);
+
+/* Each file's setup: creates its types/objects, stores them in the state and
+   adds the public ones to the module.  0 => ok, -1 => error set. */
+int agentdb_errors_setup(PyObject *module, agentdb_state *st);
+int agentdb_record_setup(PyObject *module, agentdb_state *st);
+int agentdb_codecs_setup(PyObject *module, agentdb_state *st);
+int agentdb_loop_setup(PyObject *module, agentdb_state *st);
+int agentdb_connection_setup(PyObject *module, agentdb_state *st);
+int agentdb_pool_setup(PyObject *module, agentdb_state *st);
+
+/* Each file's part of traverse/clear of the module state. */
+int agentdb_codecs_traverse(agentdb_state *st, visitproc visit, void *arg);
+void agentdb_codecs_clear(agentdb_state *st);
+
+#endif /* AGENTDB_H */

@@ -1,0 +1,55 @@
+/* codecs.h: Python values <-> PostgreSQL values, by type OID. */
+#ifndef AGENTDB_CODECS_H
+#define AGENTDB_CODECS_H
+
+#include "agentdb.h"
+
+/* Decode one non-NULL field of type `oid` (data is NUL-terminated in text
+   format, `len` bytes in either).  New reference, or NULL with an exception set
+   (DataError for malformed input: decoders never trust their input). */
+typedef PyObject *(*agentdb_decode_fn)(agentdb_state *st, const char *data, int len,
+                                       Oid oid);
+
+/* The decoder for `oid` in binary (binary=1) or text (binary=0) format.
+   For text format it never returns NULL: unknown types decode as str.
+   For binary format it returns NULL when there is no binary decoder, so the
+   caller asks for text results instead. */
+agentdb_decode_fn agentdb_decoder(Oid oid, int binary);
+
+/* Encoded parameters ready for PQsendQueryPrepared/PQsendQueryParams. */
+typedef struct {
+    int n;
+    const char **values; /* NULL entry = SQL NULL */
+    int *lengths;
+    int *formats; /* 0 text, 1 binary */
+    Oid *types;   /* the OID declared for each parameter (0 = let the server infer) */
+    /* storage owned by the struct */
+    char *buf;
+    size_t used, cap;
+    size_t *offsets;
+    void *arrays; /* the allocation behind values/lengths/formats/types/offsets */
+    char small[256];
+} agentdb_params;
+
+/* Encode `args` (a tuple or list of Python values).  When `types` is given
+   (the parameter types of a described prepared statement, `ntypes` of them)
+   each value is encoded for its type (binary where we can) and a mismatch
+   raises DataError naming the argument, e.g.
+   "invalid input for query argument $1: 'x' (an int is required for int4)";
+   len(args) != ntypes raises InterfaceError.  When `types` is NULL each value
+   is encoded by its Python type in text format with type 0 (server infers),
+   except bytes-like values (bytea, binary).  A str containing NUL is
+   rejected with DataError.  0 => ok; -1 => error set (and `p` freed). */
+int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
+                          const Oid *types, int ntypes);
+
+/* Release what agentdb_params_encode allocated; safe on a zeroed struct and twice. */
+void agentdb_params_free(agentdb_params *p);
+
+/* Test hooks exposed by the module (and used by the fuzzer):
+   _core._decode(oid: int, data: bytes, binary: bool) -> object
+   _core._encode(oid: int, value: object) -> tuple[bytes | None, int]   (data, format) */
+PyObject *agentdb_codecs_decode_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *agentdb_codecs_encode_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+#endif /* AGENTDB_CODECS_H */

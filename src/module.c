@@ -1,0 +1,207 @@
+/* module.c: agentdb._core module init (multi-phase) and its module state. */
+#include "agentdb.h"
+#include "codecs.h"
+#include "connection.h"
+
+agentdb_state *agentdb_state_from_type(PyTypeObject *tp)
+{
+    PyObject *module = PyType_GetModule(tp);
+    assert(module != NULL);
+    return agentdb_get_state(module);
+}
+
+/* _setup(future_class): called once by agentdb/__init__.py with the Future
+   subclass whose cancel() tells its owner (connection or pool) it was cancelled. */
+static PyObject *module_setup(PyObject *module, PyObject *future_class)
+{
+    agentdb_state *st = agentdb_get_state(module);
+    if (!PyType_Check(future_class)) {
+        PyErr_SetString(PyExc_TypeError, "_setup() expects a class");
+        return NULL;
+    }
+    Py_INCREF(future_class);
+    Py_XSETREF(st->future_class, future_class);
+    Py_RETURN_NONE;
+}
+
+static PyObject *module_libpq_version(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(PQlibVersion());
+}
+
+static PyMethodDef module_methods[] = {
+    {"_setup", module_setup, METH_O, "Register the asyncio Future subclass (internal)."},
+    {"libpq_version", module_libpq_version, METH_NOARGS,
+     "The version of the libpq in use, as PQlibVersion() reports it (150005 for 15.5)."},
+    {"parse_dsn", (PyCFunction)agentdb_parse_dsn_py, METH_O,
+     "Parse a libpq connection string or URI into a dict of keyword -> value."},
+    {"_decode", (PyCFunction)(void (*)(void))agentdb_codecs_decode_py, METH_FASTCALL,
+     "_decode(oid, data, binary): decode one value (tests and fuzzing)."},
+    {"_encode", (PyCFunction)(void (*)(void))agentdb_codecs_encode_py, METH_FASTCALL,
+     "_encode(oid, value): encode one parameter -> (data, format) (tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *intern(const char *s)
+{
+    return PyUnicode_InternFromString(s);
+}
+
+static int module_exec(PyObject *module)
+{
+    agentdb_state *st = agentdb_get_state(module);
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return -1;
+    }
+    st->get_running_loop = PyObject_GetAttrString(asyncio, "get_running_loop");
+    Py_DECREF(asyncio);
+    if (st->get_running_loop == NULL) {
+        return -1;
+    }
+#define INTERN(field, text)                 \
+    if ((st->field = intern(text)) == NULL) \
+        return -1;
+    INTERN(str_owner, "_owner");
+    INTERN(str_add_reader, "add_reader");
+    INTERN(str_remove_reader, "remove_reader");
+    INTERN(str_add_writer, "add_writer");
+    INTERN(str_remove_writer, "remove_writer");
+    INTERN(str_call_at, "call_at");
+    INTERN(str_call_soon, "call_soon");
+    INTERN(str_time, "time");
+    INTERN(str_cancel, "cancel");
+    INTERN(str_set_result, "set_result");
+    INTERN(str_set_exception, "set_exception");
+    INTERN(str_done, "done");
+    INTERN(str_create_task, "create_task");
+    INTERN(str_add_done_callback, "add_done_callback");
+    INTERN(str_run_in_executor, "run_in_executor");
+    INTERN(str_result, "result");
+    INTERN(str_exception, "exception");
+    INTERN(str_cancelled, "cancelled");
+#undef INTERN
+    st->kwnames_loop = Py_BuildValue("(s)", "loop");
+    if (st->kwnames_loop == NULL) {
+        return -1;
+    }
+    if (agentdb_errors_setup(module, st) < 0 || agentdb_record_setup(module, st) < 0 ||
+        agentdb_codecs_setup(module, st) < 0 || agentdb_loop_setup(module, st) < 0 ||
+        agentdb_connection_setup(module, st) < 0 || agentdb_pool_setup(module, st) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    agentdb_state *st = agentdb_get_state(module);
+    Py_VISIT(st->ConnectionType);
+    Py_VISIT(st->PoolType);
+    Py_VISIT(st->AcquireContextType);
+    Py_VISIT(st->RecordType);
+    Py_VISIT(st->RecordDescType);
+    Py_VISIT(st->IOHandleType);
+    Py_VISIT(st->Error);
+    Py_VISIT(st->Warning);
+    Py_VISIT(st->InterfaceError);
+    Py_VISIT(st->DatabaseError);
+    Py_VISIT(st->DataError);
+    Py_VISIT(st->OperationalError);
+    Py_VISIT(st->IntegrityError);
+    Py_VISIT(st->InternalError);
+    Py_VISIT(st->ProgrammingError);
+    Py_VISIT(st->NotSupportedError);
+    Py_VISIT(st->ConnectionLostError);
+    Py_VISIT(st->PoolTimeout);
+    Py_VISIT(st->sqlstate_map);
+    Py_VISIT(st->Decimal);
+    Py_VISIT(st->UUID);
+    Py_VISIT(st->json_loads);
+    Py_VISIT(st->json_dumps);
+    Py_VISIT(st->timezone_utc);
+    Py_VISIT(st->codec_cache);
+    Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->future_class);
+    return agentdb_codecs_traverse(st, visit, arg);
+}
+
+static int module_clear(PyObject *module)
+{
+    agentdb_state *st = agentdb_get_state(module);
+    Py_CLEAR(st->ConnectionType);
+    Py_CLEAR(st->PoolType);
+    Py_CLEAR(st->AcquireContextType);
+    Py_CLEAR(st->RecordType);
+    Py_CLEAR(st->RecordDescType);
+    Py_CLEAR(st->IOHandleType);
+    Py_CLEAR(st->Error);
+    Py_CLEAR(st->Warning);
+    Py_CLEAR(st->InterfaceError);
+    Py_CLEAR(st->DatabaseError);
+    Py_CLEAR(st->DataError);
+    Py_CLEAR(st->OperationalError);
+    Py_CLEAR(st->IntegrityError);
+    Py_CLEAR(st->InternalError);
+    Py_CLEAR(st->ProgrammingError);
+    Py_CLEAR(st->NotSupportedError);
+    Py_CLEAR(st->ConnectionLostError);
+    Py_CLEAR(st->PoolTimeout);
+    Py_CLEAR(st->sqlstate_map);
+    Py_CLEAR(st->Decimal);
+    Py_CLEAR(st->UUID);
+    Py_CLEAR(st->json_loads);
+    Py_CLEAR(st->json_dumps);
+    Py_CLEAR(st->timezone_utc);
+    Py_CLEAR(st->codec_cache);
+    Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->future_class);
+    Py_CLEAR(st->kwnames_loop);
+    Py_CLEAR(st->str_owner);
+    Py_CLEAR(st->str_add_reader);
+    Py_CLEAR(st->str_remove_reader);
+    Py_CLEAR(st->str_add_writer);
+    Py_CLEAR(st->str_remove_writer);
+    Py_CLEAR(st->str_call_at);
+    Py_CLEAR(st->str_call_soon);
+    Py_CLEAR(st->str_time);
+    Py_CLEAR(st->str_cancel);
+    Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_set_exception);
+    Py_CLEAR(st->str_done);
+    Py_CLEAR(st->str_create_task);
+    Py_CLEAR(st->str_add_done_callback);
+    Py_CLEAR(st->str_run_in_executor);
+    Py_CLEAR(st->str_result);
+    Py_CLEAR(st->str_exception);
+    Py_CLEAR(st->str_cancelled);
+    agentdb_codecs_clear(st);
+    return 0;
+}
+
+static void module_free(void *module)
+{
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef agentdb_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "agentdb._core",
+    .m_doc = "The C core of agentdb: libpq connections, the pool, records and codecs.",
+    .m_size = sizeof(agentdb_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    return PyModuleDef_Init(&agentdb_module);
+}
