@@ -16,12 +16,12 @@ class AgentFuture(asyncio.Future[Any]):
 
     __slots__ = ("_owner",)
 
-    def __init__(self, *, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop=loop)
-        self._owner: Any = None
+    # No __init__: the C core creates these with the base initializer (no Python frame)
+    # and sets ``_owner`` right after.
+    _owner: Any
 
     def cancel(self, msg: Any = None) -> bool:
-        owner = self._owner
+        owner = getattr(self, "_owner", None)
         if owner is None:
             return super().cancel(msg)
         self._owner = None

@@ -6,6 +6,34 @@
 #include <Python.h>
 #include <libpq-fe.h>
 
+#if PY_VERSION_HEX < 0x030C0000
+/* Python 3.12's single-object error API, for 3.10 and 3.11. */
+static inline PyObject *PyErr_GetRaisedException(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static inline void PyErr_SetRaisedException(PyObject *exc)
+{
+    if (exc == NULL) {
+        return;
+    }
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+}
+#endif
+
 /* Everything the C core caches lives here, one instance per module object
    (multi-phase init); no mutable static globals. */
 typedef struct {

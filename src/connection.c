@@ -1,5 +1,2021 @@
 /* connection.c: Connection, one nonblocking PGconn and its FIFO of statements. */
+#include <string.h>
+#include <unistd.h>
+
 #include "connection.h"
-/* STUB */
-int agentdb_connection_setup(PyObject *module, agentdb_state *st) { (void)module; (void)st; return 0; }
-PyObject *agentdb_parse_dsn_py(PyObject *module, PyObject *dsn) { (void)module; (void)dsn; Py_RETURN_NONE; }
+#include "errors.h"
+#include "structmember.h"
+#include "record.h"
+
+/* ------------------------------------------------------------------------ */
+/* Prepared statements (cached per connection, keyed by SQL text). */
+
+typedef struct {
+    char name[32];
+    int nparams;
+    Oid *ptypes;
+    int ncols;
+    int binary;                  /* results requested in binary format */
+    agentdb_decode_fn *decoders; /* one per column, for `binary` */
+    PyObject *desc;              /* RecordDesc, or NULL without columns */
+} agentdb_Stmt;
+
+static const char STMT_CAPSULE[] = "agentdb.stmt";
+
+static void stmt_free(PyObject *capsule)
+{
+    agentdb_Stmt *s = PyCapsule_GetPointer(capsule, STMT_CAPSULE);
+    if (s == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyMem_Free(s->ptypes);
+    PyMem_Free(s->decoders);
+    Py_XDECREF(s->desc);
+    PyMem_Free(s);
+}
+
+static inline agentdb_Stmt *stmt_get(PyObject *capsule)
+{
+    return (agentdb_Stmt *)PyCapsule_GetPointer(capsule, STMT_CAPSULE);
+}
+
+/* Fill the decoders of a statement or a result from its column types.
+   Binary is used only when every column has a binary decoder (libpq asks for
+   one format for all columns).  0 => ok, -1 => error set. */
+static int pick_decoders(const PGresult *res, int ncols, int allow_binary, int *binary,
+                         agentdb_decode_fn **out)
+{
+    agentdb_decode_fn *d = PyMem_Calloc(ncols > 0 ? ncols : 1, sizeof(*d));
+    if (d == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int bin = allow_binary;
+    for (int i = 0; bin && i < ncols; i++) {
+        if ((d[i] = agentdb_decoder(PQftype(res, i), 1)) == NULL) {
+            bin = 0;
+        }
+    }
+    if (!bin) {
+        for (int i = 0; i < ncols; i++) {
+            d[i] = agentdb_decoder(PQftype(res, i), 0);
+        }
+    }
+    *binary = bin;
+    *out = d;
+    return 0;
+}
+
+/* A statement capsule from a PQdescribePrepared result. NULL => error set. */
+static PyObject *stmt_from_describe(agentdb_state *st, const char *name, const PGresult *res)
+{
+    agentdb_Stmt *s = PyMem_Calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return PyErr_NoMemory();
+    }
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->nparams = PQnparams(res);
+    s->ptypes = PyMem_Calloc(s->nparams > 0 ? s->nparams : 1, sizeof(Oid));
+    if (s->ptypes == NULL) {
+        PyMem_Free(s);
+        return PyErr_NoMemory();
+    }
+    for (int i = 0; i < s->nparams; i++) {
+        s->ptypes[i] = PQparamtype(res, i);
+    }
+    s->ncols = PQnfields(res);
+    PyObject *capsule = PyCapsule_New(s, STMT_CAPSULE, stmt_free);
+    if (capsule == NULL) {
+        PyMem_Free(s->ptypes);
+        PyMem_Free(s);
+        return NULL;
+    }
+    if (pick_decoders(res, s->ncols, 1, &s->binary, &s->decoders) < 0) {
+        Py_DECREF(capsule);
+        return NULL;
+    }
+    if (s->ncols > 0 && (s->desc = agentdb_recorddesc_from_result(st, res)) == NULL) {
+        Py_DECREF(capsule);
+        return NULL;
+    }
+    return capsule;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers */
+
+static inline agentdb_state *conn_state(agentdb_Connection *c)
+{
+    return agentdb_state_from_type(Py_TYPE(c));
+}
+
+int agentdb_connection_check(agentdb_state *st, PyObject *obj)
+{
+    return PyObject_TypeCheck(obj, st->ConnectionType);
+}
+
+int agentdb_connection_alive(agentdb_Connection *c)
+{
+    return c->state == CONN_READY && c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK;
+}
+
+int agentdb_connection_txn_idle(agentdb_Connection *c)
+{
+    return c->pg != NULL && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+}
+
+static void conn_unwatch(agentdb_Connection *c)
+{
+    agentdb_state *st = conn_state(c);
+    PyObject *exc = PyErr_GetRaisedException();
+    if (c->loop != NULL && c->reader_fd >= 0) {
+        PyObject *r = PyObject_CallMethod(c->loop, "remove_reader", "i", c->reader_fd);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+    }
+    if (c->loop != NULL && c->writer_fd >= 0) {
+        PyObject *r = PyObject_CallMethod(c->loop, "remove_writer", "i", c->writer_fd);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+    }
+    c->reader_fd = c->writer_fd = -1;
+    (void)st;
+    PyErr_SetRaisedException(exc);
+}
+
+static int conn_watch_read(agentdb_Connection *c, int fd)
+{
+    if (c->reader_fd == fd) {
+        return 0;
+    }
+    PyObject *r = PyObject_CallMethod(c->loop, "add_reader", "iO", fd, c->cb_read);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    c->reader_fd = fd;
+    return 0;
+}
+
+static int conn_watch_write(agentdb_Connection *c, int fd, int on)
+{
+    if (on && c->writer_fd < 0) {
+        PyObject *r = PyObject_CallMethod(c->loop, "add_writer", "iO", fd, c->cb_write);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        c->writer_fd = fd;
+    }
+    else if (!on && c->writer_fd >= 0) {
+        PyObject *r = PyObject_CallMethod(c->loop, "remove_writer", "i", c->writer_fd);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        c->writer_fd = -1;
+    }
+    return 0;
+}
+
+static void op_free(agentdb_state *st, agentdb_Op *op)
+{
+    agentdb_timer_cancel(st, &op->timer);
+    Py_XDECREF(op->fut);
+    Py_XDECREF(op->sql);
+    Py_XDECREF(op->args);
+    Py_XDECREF(op->stmt);
+    Py_XDECREF(op->result);
+    Py_XDECREF(op->error);
+    Py_XDECREF(op->status);
+    PyMem_Free(op);
+}
+
+/* Deliver an op's outcome: its future, or its internal hook. */
+static void op_deliver(agentdb_Connection *c, agentdb_Op *op)
+{
+    agentdb_state *st = conn_state(c);
+    PyObject *exc = PyErr_GetRaisedException();
+    if (op->done != NULL) {
+        op->done(c, op, op->error ? NULL : (op->result ? op->result : Py_None));
+    }
+    else if (op->fut != NULL && !op->abandoned) {
+        int rc = op->error ? agentdb_future_set_exception(st, op->fut, op->error)
+                           : agentdb_future_set_result(st, op->fut,
+                                                       op->result ? op->result : Py_None);
+        if (rc < 0) {
+            PyErr_WriteUnraisable(op->fut);
+        }
+    }
+    PyErr_SetRaisedException(exc);
+}
+
+static PyObject *timeout_error(double timeout)
+{
+    return PyObject_CallFunction(PyExc_TimeoutError, "s",
+                                 timeout > 0 ? "the statement timed out" : "timed out");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Closing */
+
+static void conn_fail_ops(agentdb_Connection *c, PyObject *exc)
+{
+    agentdb_state *st = conn_state(c);
+    while (c->head != NULL) {
+        agentdb_Op *op = c->head;
+        c->head = op->next;
+        c->nops--;
+        if (op->error == NULL) {
+            Py_INCREF(exc);
+            op->error = exc;
+        }
+        op_deliver(c, op);
+        op_free(st, op);
+    }
+    c->tail = NULL;
+    c->nops = 0;
+}
+
+static void conn_release_pg(agentdb_Connection *c)
+{
+    if (c->cancel != NULL) {
+        PQfreeCancel(c->cancel);
+        c->cancel = NULL;
+    }
+    if (c->pg != NULL) {
+        /* A forked child must not send Terminate on its parent's session. */
+        if (c->pid == (long)getpid()) {
+            PQfinish(c->pg);
+        }
+        c->pg = NULL;
+    }
+}
+
+/* Close now, completing every pending statement and the connect future with
+   `exc` (a new InterfaceError when NULL).  Idempotent. */
+void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
+{
+    agentdb_state *st = conn_state(c);
+    if (c->state == CONN_CLOSED) {
+        return;
+    }
+    PyObject *saved = PyErr_GetRaisedException();
+    c->state = CONN_CLOSED;
+    Py_XINCREF(exc);
+    if (exc == NULL) {
+        exc = agentdb_error_new(st->InterfaceError, "the connection is closed", "08003");
+        if (exc == NULL) {
+            PyErr_Clear();
+            exc = Py_NewRef(Py_None);
+        }
+    }
+    conn_unwatch(c);
+    agentdb_timer_cancel(st, &c->connect_timer);
+    conn_release_pg(c);
+    c->in_flight = 0;
+    if (c->connect_fut != NULL) {
+        PyObject *fut = c->connect_fut;
+        c->connect_fut = NULL;
+        if (agentdb_future_set_exception(st, fut, exc) < 0) {
+            PyErr_WriteUnraisable(fut);
+        }
+        Py_DECREF(fut);
+    }
+    conn_fail_ops(c, exc);
+    Py_DECREF(exc);
+    agentdb_iohandle_detach(c->io);
+    if (c->pool != NULL) {
+        agentdb_pool_conn_closed(c->pool, c);
+    }
+    PyErr_SetRaisedException(saved);
+}
+
+/* The server or the network failed us: everything pending gets a
+   ConnectionLostError carrying libpq's message. */
+static void conn_lost(agentdb_Connection *c, const char *context)
+{
+    agentdb_state *st = conn_state(c);
+    PyObject *saved = PyErr_GetRaisedException();
+    PyObject *exc = NULL;
+    if (c->pg != NULL) {
+        exc = agentdb_error_from_conn(st, c->pg, st->ConnectionLostError, context, c->secret);
+    }
+    if (exc == NULL) {
+        PyErr_Clear();
+        exc = agentdb_error_new(st->ConnectionLostError, context, "08006");
+        if (exc == NULL) {
+            PyErr_Clear();
+        }
+    }
+    agentdb_connection_close_now(c, exc);
+    Py_XDECREF(exc);
+    PyErr_SetRaisedException(saved);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending */
+
+static int conn_flush(agentdb_Connection *c)
+{
+    /* libpq's nonblocking contract: after queueing, PQflush until it returns 0;
+       while it returns 1, wait for write readiness and keep reading, since the
+       server may be blocked sending to us (the reader stays registered). */
+    int r = PQflush(c->pg);
+    if (r < 0) {
+        conn_lost(c, "could not send to the server");
+        return -1;
+    }
+    if (conn_watch_write(c, PQsocket(c->pg), r == 1) < 0) {
+        PyErr_WriteUnraisable((PyObject *)c);
+    }
+    return 0;
+}
+
+static void conn_kick(agentdb_Connection *c);
+
+/* Finish the head op: unlink, deliver, free, then start the next one. */
+static void op_finish_head(agentdb_Connection *c)
+{
+    agentdb_state *st = conn_state(c);
+    agentdb_Op *op = c->head;
+    c->head = op->next;
+    if (c->head == NULL) {
+        c->tail = NULL;
+    }
+    c->nops--;
+    op_deliver(c, op);
+    op_free(st, op);
+    conn_kick(c);
+    if (c->nops == 0 && c->pool != NULL && c->state == CONN_READY) {
+        agentdb_pool_conn_drained(c->pool, c);
+    }
+}
+
+static int op_set_error(agentdb_Op *op, PyObject *exc)
+{
+    if (op->error == NULL) {
+        op->error = exc;
+    }
+    else {
+        Py_DECREF(exc);
+    }
+    return 0;
+}
+
+/* Record the pending Python exception as the op's error. */
+static void op_take_error(agentdb_Op *op)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc != NULL) {
+        op_set_error(op, exc);
+    }
+}
+
+static const char *sql_utf8(PyObject *sql)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(sql, &n);
+    if (s != NULL && (Py_ssize_t)strlen(s) != n) {
+        PyErr_SetString(PyExc_ValueError, "the SQL text contains a NUL character");
+        return NULL;
+    }
+    return s;
+}
+
+/* Send the next command of the head op. Returns 0 when a command is in
+   flight, 1 when the op is complete without one, -1 when the connection died. */
+static int op_send_step(agentdb_Connection *c, agentdb_Op *op)
+{
+    agentdb_state *st = conn_state(c);
+    PGconn *pg = c->pg;
+    int ok = 0;
+    const char *sql = sql_utf8(op->sql);
+    if (sql == NULL) {
+        op_take_error(op);
+        return 1;
+    }
+    if (op->kind == OPK_SIMPLE) {
+        ok = PQsendQuery(pg, sql);
+    }
+    else if (op->step == STEP_PREPARE) {
+        char name[32] = "";
+        /* Without a cache (PgBouncer) only the unnamed statement is used. */
+        if (c->stmt_cache_size > 0) {
+            snprintf(name, sizeof(name), "__adb_%lu", ++c->stmt_counter);
+        }
+        /* The name travels in op->status until the describe result arrives. */
+        Py_XSETREF(op->status, PyUnicode_FromString(name));
+        if (op->status == NULL) {
+            op_take_error(op);
+            return 1;
+        }
+        ok = PQsendPrepare(pg, name, sql, 0, NULL);
+    }
+    else if (op->step == STEP_DESCRIBE) {
+        ok = PQsendDescribePrepared(pg, PyUnicode_AsUTF8(op->status));
+    }
+    else if (op->step == STEP_EXEC && op->kind == OPK_QUERY) {
+        agentdb_params p;
+        memset(&p, 0, sizeof(p));
+        if (op->stmt != NULL) {
+            agentdb_Stmt *s = stmt_get(op->stmt);
+            if (agentdb_params_encode(st, &p, op->args, s->ptypes, s->nparams) < 0) {
+                op_take_error(op);
+                return 1;
+            }
+            ok = PQsendQueryPrepared(pg, s->name, p.n, p.values, p.lengths, p.formats,
+                                     s->binary);
+        }
+        else {
+            if (agentdb_params_encode(st, &p, op->args, NULL, 0) < 0) {
+                op_take_error(op);
+                return 1;
+            }
+            ok = PQsendQueryParams(pg, sql, p.n, p.types, p.values, p.lengths, p.formats, 0);
+        }
+        agentdb_params_free(&p);
+    }
+    else if (op->step == STEP_EXEC && op->kind == OPK_MANY) {
+        /* All rows go out in one pipeline with one sync at the end: one round
+           trip, and one implicit transaction, so a failing row sends nothing. */
+        agentdb_Stmt *s = stmt_get(op->stmt);
+        Py_ssize_t n = PyList_GET_SIZE(op->args);
+        if (n == 0) {
+            return 1;
+        }
+        if (!PQenterPipelineMode(pg)) {
+            op_set_error(op, agentdb_error_from_conn(st, pg, st->InterfaceError,
+                                                     "could not start a pipeline", c->secret));
+            return 1;
+        }
+        c->pipeline = 1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            agentdb_params p;
+            memset(&p, 0, sizeof(p));
+            if (agentdb_params_encode(st, &p, PyList_GET_ITEM(op->args, i), s->ptypes,
+                                      s->nparams) < 0) {
+                /* Rows already queued would commit with the sync: abort the
+                   pipeline's implicit transaction with a statement that fails. */
+                op_take_error(op);
+                PQsendQueryParams(pg, "SELECT 1/0 -- agentdb: abort executemany", 0, NULL,
+                                  NULL, NULL, NULL, 0);
+                break;
+            }
+            ok = PQsendQueryPrepared(pg, s->name, p.n, p.values, p.lengths, p.formats, 0);
+            agentdb_params_free(&p);
+            if (!ok) {
+                break;
+            }
+        }
+        ok = PQpipelineSync(pg);
+    }
+    else {
+        return 1;
+    }
+    if (!ok) {
+        if (PQstatus(pg) != CONNECTION_OK) {
+            conn_lost(c, "could not send to the server");
+            return -1;
+        }
+        op_set_error(op, agentdb_error_from_conn(st, pg, st->InterfaceError, NULL, c->secret));
+        return 1;
+    }
+    c->in_flight = 1;
+    if (conn_flush(c) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Decide the first step of an op now at the head. */
+static void op_begin(agentdb_Connection *c, agentdb_Op *op)
+{
+    if (op->kind == OPK_SIMPLE) {
+        op->step = STEP_EXEC;
+        return;
+    }
+    if (c->stmt_cache_size <= 0 && op->kind == OPK_QUERY) {
+        op->step = STEP_EXEC; /* unnamed statement, parameters typed by the server */
+        return;
+    }
+    PyObject *capsule = PyDict_GetItemWithError(c->stmts, op->sql); /* borrowed */
+    if (capsule != NULL) {
+        Py_INCREF(capsule);
+        op->stmt = capsule;
+        op->step = STEP_EXEC;
+        /* LRU: move it to the end. */
+        if (PyDict_DelItem(c->stmts, op->sql) < 0 ||
+            PyDict_SetItem(c->stmts, op->sql, capsule) < 0) {
+            PyErr_Clear();
+        }
+        return;
+    }
+    PyErr_Clear();
+    op->step = STEP_PREPARE;
+}
+
+/* Start commands until one is in flight or the FIFO is empty. */
+static void conn_kick(agentdb_Connection *c)
+{
+    while (c->state == CONN_READY && !c->in_flight && c->head != NULL) {
+        agentdb_Op *op = c->head;
+        if (op->abandoned && op->step == STEP_START) {
+            op_finish_head(c);
+            return;
+        }
+        if (op->step == STEP_START) {
+            op_begin(c, op);
+        }
+        int r = op_send_step(c, op);
+        if (r < 0) {
+            return;
+        }
+        if (r == 1) {
+            op_finish_head(c);
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receiving */
+
+static PyObject *decode_row(agentdb_state *st, const PGresult *res, int row, int ncols,
+                            PyObject *desc, agentdb_decode_fn *dec, int only_col)
+{
+    if (only_col >= 0) {
+        if (PQgetisnull(res, row, only_col)) {
+            Py_RETURN_NONE;
+        }
+        return dec[only_col](st, PQgetvalue(res, row, only_col),
+                             PQgetlength(res, row, only_col), PQftype(res, only_col));
+    }
+    PyObject *rec = agentdb_record_new(st, desc, ncols);
+    if (rec == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < ncols; i++) {
+        PyObject *v;
+        if (PQgetisnull(res, row, i)) {
+            v = Py_NewRef(Py_None);
+        }
+        else {
+            v = dec[i](st, PQgetvalue(res, row, i), PQgetlength(res, row, i), PQftype(res, i));
+            if (v == NULL) {
+                for (int j = i; j < ncols; j++) {
+                    AGENTDB_RECORD_SET(rec, j, Py_NewRef(Py_None));
+                }
+                Py_DECREF(rec);
+                return NULL;
+            }
+        }
+        AGENTDB_RECORD_SET(rec, i, v);
+    }
+    return rec;
+}
+
+/* Turn a PGRES_TUPLES_OK result into the op's result, by mode. */
+static int op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res)
+{
+    agentdb_state *st = conn_state(c);
+    int ncols = PQnfields(res), ntuples = PQntuples(res);
+    agentdb_Stmt *s = op->stmt ? stmt_get(op->stmt) : NULL;
+    PyObject *desc = NULL, *out = NULL;
+    agentdb_decode_fn *dec = NULL, *own_dec = NULL;
+    int binary = PQbinaryTuples(res);
+
+    if (s != NULL && s->ncols == ncols && s->binary == binary && (ncols == 0 || s->desc)) {
+        desc = Py_XNewRef(s->desc);
+        dec = s->decoders;
+    }
+    else {
+        int bin;
+        if (pick_decoders(res, ncols, binary, &bin, &own_dec) < 0) {
+            return -1;
+        }
+        if (bin != binary) {
+            /* Binary rows of a type we cannot decode: cannot happen when we
+               asked for binary only with every decoder present. */
+            PyMem_Free(own_dec);
+            PyErr_SetString(st->InterfaceError, "binary result of an unsupported type");
+            return -1;
+        }
+        dec = own_dec;
+        if (op->mode != AGENTDB_MODE_VAL && ncols > 0 &&
+            (desc = agentdb_recorddesc_from_result(st, res)) == NULL) {
+            goto error;
+        }
+    }
+
+    switch (op->mode) {
+    case AGENTDB_MODE_VAL:
+        if (op->column >= ncols) {
+            PyErr_Format(st->InterfaceError, "column %d does not exist (the result has %d)",
+                         op->column, ncols);
+            goto error;
+        }
+        out = ntuples > 0 ? decode_row(st, res, 0, ncols, desc, dec, op->column)
+                          : Py_NewRef(Py_None);
+        break;
+    case AGENTDB_MODE_ROW:
+        out = ntuples > 0 && ncols > 0 ? decode_row(st, res, 0, ncols, desc, dec, -1)
+                                       : Py_NewRef(Py_None);
+        break;
+    case AGENTDB_MODE_ALL:
+    case AGENTDB_MODE_RAW: {
+        out = PyList_New(ntuples);
+        if (out == NULL) {
+            goto error;
+        }
+        for (int r = 0; r < ntuples; r++) {
+            PyObject *rec = decode_row(st, res, r, ncols, desc, dec, -1);
+            if (rec == NULL) {
+                Py_CLEAR(out);
+                goto error;
+            }
+            PyList_SET_ITEM(out, r, rec);
+        }
+        if (op->mode == AGENTDB_MODE_RAW) {
+            agentdb_RecordDesc *d = (agentdb_RecordDesc *)desc;
+            PyObject *t = Py_BuildValue("(NOO)", out, d ? d->names : Py_None,
+                                        d ? d->types : Py_None);
+            out = t;
+        }
+        break;
+    }
+    default:
+        out = NULL;
+        break;
+    }
+    if (out == NULL && PyErr_Occurred()) {
+        goto error;
+    }
+    Py_XSETREF(op->result, out);
+    Py_XDECREF(desc);
+    PyMem_Free(own_dec);
+    return 0;
+error:
+    Py_XDECREF(desc);
+    PyMem_Free(own_dec);
+    return -1;
+}
+
+/* One PGresult for the head op. */
+static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
+{
+    agentdb_state *st = conn_state(c);
+    ExecStatusType status = PQresultStatus(res);
+    switch (status) {
+    case PGRES_TUPLES_OK:
+        if (op->step == STEP_EXEC && !op->abandoned && op->kind == OPK_QUERY &&
+            op->mode != AGENTDB_MODE_STATUS && op->mode != AGENTDB_MODE_NONE) {
+            if (op_take_rows(c, op, res) < 0) {
+                op_take_error(op);
+            }
+        }
+        /* fall through */
+    case PGRES_COMMAND_OK:
+    case PGRES_EMPTY_QUERY:
+        if (op->step == STEP_DESCRIBE && status == PGRES_COMMAND_OK) {
+            PyObject *capsule = stmt_from_describe(st, PyUnicode_AsUTF8(op->status), res);
+            if (capsule == NULL) {
+                op_take_error(op);
+            }
+            else {
+                Py_XSETREF(op->stmt, capsule);
+            }
+        }
+        else if (op->step == STEP_EXEC && op->kind != OPK_MANY) {
+            Py_XSETREF(op->status, PyUnicode_FromString(PQcmdStatus(res)));
+            if (op->status == NULL) {
+                op_take_error(op);
+            }
+        }
+        break;
+    case PGRES_PIPELINE_SYNC:
+    case PGRES_PIPELINE_ABORTED:
+        break;
+    case PGRES_COPY_IN:
+        PQputCopyEnd(c->pg, "agentdb: COPY FROM STDIN is not supported by this call");
+        op_set_error(op, agentdb_error_new(st->NotSupportedError,
+                                           "COPY FROM STDIN is not supported by this call",
+                                           NULL));
+        conn_flush(c);
+        break;
+    case PGRES_COPY_OUT:
+        c->copy_out_discard = 1;
+        op_set_error(op, agentdb_error_new(st->NotSupportedError,
+                                           "COPY TO STDOUT is not supported by this call",
+                                           NULL));
+        break;
+    default: {
+        PyObject *exc = agentdb_error_from_result(st, res);
+        if (exc == NULL) {
+            op_take_error(op);
+        }
+        else {
+            op_set_error(op, exc);
+        }
+        break;
+    }
+    }
+}
+
+static int is_stale_statement_error(agentdb_state *st, PyObject *exc)
+{
+    (void)st;
+    PyObject *code = PyObject_GetAttrString(exc, "sqlstate");
+    if (code == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int stale = 0;
+    if (PyUnicode_Check(code)) {
+        const char *s = PyUnicode_AsUTF8(code);
+        if (s != NULL && strcmp(s, "26000") == 0) {
+            stale = 1; /* prepared statement does not exist (DISCARD ALL, a pooler) */
+        }
+        else if (s != NULL && strcmp(s, "0A000") == 0) {
+            PyObject *msg = PyObject_Str(exc);
+            const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
+            stale = m != NULL && strstr(m, "cached plan must not change result type") != NULL;
+            Py_XDECREF(msg);
+        }
+    }
+    PyErr_Clear();
+    Py_DECREF(code);
+    return stale;
+}
+
+static void conn_evict_statements(agentdb_Connection *c);
+
+/* Send the head op's next step; finish it when no command went out. */
+static void op_continue(agentdb_Connection *c, agentdb_Op *op)
+{
+    if (op_send_step(c, op) == 1) {
+        op_finish_head(c);
+    }
+}
+
+/* The head op's command finished (PQgetResult returned NULL). */
+static void op_command_done(agentdb_Connection *c)
+{
+    agentdb_state *st = conn_state(c);
+    agentdb_Op *op = c->head;
+    if (op == NULL) {
+        return;
+    }
+    if (op->error != NULL) {
+        if (op->step == STEP_EXEC && op->stmt != NULL && !op->retried &&
+            is_stale_statement_error(st, op->error)) {
+            /* The cached plan went stale: forget every cached statement and,
+               outside a transaction, prepare again transparently. */
+            PyDict_Clear(c->stmts);
+            if (PQtransactionStatus(c->pg) == PQTRANS_IDLE && !op->abandoned) {
+                op->retried = 1;
+                Py_CLEAR(op->error);
+                Py_CLEAR(op->stmt);
+                op->step = STEP_PREPARE;
+                op_continue(c, op);
+                return;
+            }
+        }
+        op_finish_head(c);
+        return;
+    }
+    switch (op->step) {
+    case STEP_PREPARE:
+        op->step = STEP_DESCRIBE;
+        op_continue(c, op);
+        return;
+    case STEP_DESCRIBE:
+        if (op->stmt != NULL && c->stmt_cache_size > 0) {
+            if (PyDict_SetItem(c->stmts, op->sql, op->stmt) < 0) {
+                PyErr_Clear();
+            }
+            conn_evict_statements(c);
+        }
+        if (op->abandoned) {
+            op_finish_head(c);
+            return;
+        }
+        op->step = STEP_EXEC;
+        op_continue(c, op);
+        return;
+    default:
+        break;
+    }
+    if (op->mode == AGENTDB_MODE_STATUS || op->mode == AGENTDB_MODE_NONE) {
+        Py_XSETREF(op->result, op->mode == AGENTDB_MODE_STATUS && op->status
+                                   ? Py_NewRef(op->status)
+                                   : Py_NewRef(Py_None));
+    }
+    else if (op->mode == AGENTDB_MODE_RAW && op->result != NULL) {
+        /* (rows, names, types) + (status,) */
+        PyObject *t = Py_BuildValue("(OOOO)", PyTuple_GET_ITEM(op->result, 0),
+                                    PyTuple_GET_ITEM(op->result, 1),
+                                    PyTuple_GET_ITEM(op->result, 2),
+                                    op->status ? op->status : Py_None);
+        if (t == NULL) {
+            op_take_error(op);
+        }
+        Py_XSETREF(op->result, t);
+    }
+    else if (op->mode == AGENTDB_MODE_RAW) {
+        PyObject *rows = PyList_New(0);
+        op->result = rows ? Py_BuildValue("(NOOO)", rows, Py_None, Py_None,
+                                          op->status ? op->status : Py_None)
+                          : NULL;
+        if (op->result == NULL) {
+            op_take_error(op);
+        }
+    }
+    else if (op->result == NULL) {
+        /* A statement without rows asked for rows. */
+        op->result = op->mode == AGENTDB_MODE_ALL ? PyList_New(0) : Py_NewRef(Py_None);
+        if (op->result == NULL) {
+            op_take_error(op);
+        }
+    }
+    op_finish_head(c);
+}
+
+/* Evict the least recently used statements beyond the cache size, closing
+   them on the server with an internal DEALLOCATE queued at the tail. */
+static void conn_evict_statements(agentdb_Connection *c)
+{
+    while (PyDict_GET_SIZE(c->stmts) > c->stmt_cache_size) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        if (!PyDict_Next(c->stmts, &pos, &key, &value)) {
+            break;
+        }
+        agentdb_Stmt *s = stmt_get(value);
+        char sql[64];
+        snprintf(sql, sizeof(sql), "DEALLOCATE %s", s ? s->name : "ALL");
+        Py_INCREF(key);
+        if (PyDict_DelItem(c->stmts, key) < 0) {
+            PyErr_Clear();
+        }
+        Py_DECREF(key);
+        if (agentdb_connection_internal(c, sql, 0, NULL, NULL) < 0) {
+            PyErr_Clear();
+        }
+    }
+}
+
+/* Read and dispatch everything that is ready without blocking. */
+static void conn_process(agentdb_Connection *c)
+{
+    PGconn *pg = c->pg;
+    while (c->state == CONN_READY && c->in_flight) {
+        if (c->copy_out_discard) {
+            char *buf = NULL;
+            int n;
+            while ((n = PQgetCopyData(pg, &buf, 1)) > 0) {
+                PQfreemem(buf);
+            }
+            if (n == 0) {
+                return; /* wait for more */
+            }
+            c->copy_out_discard = 0;
+        }
+        if (PQisBusy(pg)) {
+            return;
+        }
+        PGresult *res = PQgetResult(pg);
+        agentdb_Op *op = c->head;
+        if (c->pipeline) {
+            if (res == NULL) {
+                continue; /* the end of one row's results */
+            }
+            ExecStatusType s = PQresultStatus(res);
+            if (op != NULL) {
+                op_take_result(c, op, res);
+            }
+            PQclear(res);
+            if (s == PGRES_PIPELINE_SYNC) {
+                c->pipeline = 0;
+                c->in_flight = 0;
+                if (!PQexitPipelineMode(pg)) {
+                    conn_lost(c, "could not leave pipeline mode");
+                    return;
+                }
+                op_command_done(c);
+            }
+            continue;
+        }
+        if (res == NULL) {
+            c->in_flight = 0;
+            op_command_done(c);
+            continue;
+        }
+        if (op != NULL) {
+            op_take_result(c, op, res);
+        }
+        PQclear(res);
+    }
+}
+
+static void conn_drain_notifies(agentdb_Connection *c)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(c->pg)) != NULL) {
+        PQfreemem(n);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connecting */
+
+static void conn_connect_fail(agentdb_Connection *c, const char *context)
+{
+    agentdb_state *st = conn_state(c);
+    PyObject *exc = agentdb_error_from_conn(st, c->pg, st->OperationalError, context, c->secret);
+    if (exc == NULL) {
+        PyErr_Clear();
+    }
+    agentdb_connection_close_now(c, exc);
+    Py_XDECREF(exc);
+}
+
+/* One step of PQconnectPoll; re-registers for whatever it asks next.  The
+   socket can change between steps (one per host tried), and libpq may have
+   closed the old one: unregister before polling, register after. */
+static void conn_connect_step(agentdb_Connection *c)
+{
+    agentdb_state *st = conn_state(c);
+    conn_unwatch(c);
+    PostgresPollingStatusType ps = PQconnectPoll(c->pg);
+    int fd = PQsocket(c->pg);
+    switch (ps) {
+    case PGRES_POLLING_READING:
+        if (conn_watch_read(c, fd) < 0) {
+            goto py_error;
+        }
+        return;
+    case PGRES_POLLING_WRITING:
+        if (conn_watch_write(c, fd, 1) < 0) {
+            goto py_error;
+        }
+        return;
+    case PGRES_POLLING_OK:
+        break;
+    default:
+        conn_connect_fail(c, NULL);
+        return;
+    }
+    /* Connected. */
+    agentdb_timer_cancel(st, &c->connect_timer);
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        conn_connect_fail(c, "could not set nonblocking mode");
+        return;
+    }
+    c->cancel = PQgetCancel(c->pg);
+    c->state = CONN_READY;
+    c->created_at = c->last_used = agentdb_monotonic();
+    /* One reader for the connection's whole life: results, notices, and EOF
+       of an idle connection (liveness without a round trip). */
+    if (conn_watch_read(c, fd) < 0) {
+        goto py_error;
+    }
+    if (c->connect_fut != NULL) {
+        PyObject *fut = c->connect_fut;
+        c->connect_fut = NULL;
+        c->connect_fut_seen = fut; /* compared, never dereferenced */
+        if (agentdb_future_set_result(st, fut, (PyObject *)c) < 0) {
+            PyErr_WriteUnraisable(fut);
+        }
+        Py_DECREF(fut);
+    }
+    return;
+py_error: {
+    PyObject *exc = PyErr_GetRaisedException();
+    agentdb_connection_close_now(c, exc);
+    Py_XDECREF(exc);
+}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loop callbacks (through the IOHandle) */
+
+static void conn_on_read(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->state == CONN_CONNECTING) {
+        conn_connect_step(c);
+        return;
+    }
+    if (c->state != CONN_READY) {
+        conn_unwatch(c);
+        return;
+    }
+    if (!PQconsumeInput(c->pg)) {
+        conn_lost(c, NULL);
+        return;
+    }
+    conn_drain_notifies(c);
+    if (c->writer_fd >= 0 && conn_flush(c) < 0) {
+        return;
+    }
+    conn_process(c);
+    if (c->state == CONN_READY && !c->in_flight && PQstatus(c->pg) != CONNECTION_OK) {
+        conn_lost(c, NULL);
+    }
+}
+
+static void conn_on_write(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->state == CONN_CONNECTING) {
+        conn_connect_step(c);
+        return;
+    }
+    if (c->state != CONN_READY) {
+        conn_unwatch(c);
+        return;
+    }
+    conn_flush(c);
+}
+
+/* Fire-and-forget cancel request on a thread of its own: PQcancel blocks
+   (libpq < 17), and the loop never blocks.  The statement's own deadline
+   bounds how long we wait for its effect. */
+static void cancel_thread(void *arg)
+{
+    PGcancel *cancel = arg;
+    char errbuf[256];
+    PQcancel(cancel, errbuf, sizeof(errbuf));
+    PQfreeCancel(cancel);
+}
+
+static void conn_request_cancel(agentdb_Connection *c)
+{
+    if (c->pg == NULL) {
+        return;
+    }
+    PGcancel *cancel = PQgetCancel(c->pg);
+    if (cancel == NULL) {
+        return;
+    }
+    if (PyThread_start_new_thread(cancel_thread, cancel) == PYTHREAD_INVALID_THREAD_ID) {
+        PQfreeCancel(cancel);
+    }
+}
+
+/* The awaiter of `op` is gone (future cancelled or deadline passed). A
+   statement not started is dropped; one on the server is cancelled there, and
+   if its effect does not arrive within cancel_grace the connection is closed. */
+static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
+{
+    agentdb_state *st = conn_state(c);
+    op->abandoned = 1;
+    agentdb_timer_cancel(st, &op->timer);
+    if (op != c->head || (!c->in_flight && op->step == STEP_START)) {
+        /* Not started: unlink it now. */
+        agentdb_Op **pp = &c->head, *prev = NULL;
+        while (*pp != NULL && *pp != op) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp == op) {
+            *pp = op->next;
+            if (c->tail == op) {
+                c->tail = prev;
+            }
+            c->nops--;
+            op_free(st, op);
+            if (c->nops == 0 && c->pool != NULL && c->state == CONN_READY) {
+                agentdb_pool_conn_drained(c->pool, c);
+            }
+        }
+        return;
+    }
+    if (!op->cancel_sent) {
+        op->cancel_sent = 1;
+        conn_request_cancel(c);
+        PyObject *id = PyLong_FromUnsignedLongLong(op->id);
+        if (id != NULL) {
+            op->timer = agentdb_call_later(st, c->loop, c->cancel_grace, c->cb_timer, id);
+            Py_DECREF(id);
+        }
+        if (op->timer == NULL) {
+            PyErr_Clear();
+        }
+    }
+}
+
+static void conn_on_timer(PyObject *self, PyObject *arg)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return;
+    }
+    if (id == 0) {
+        /* The connect deadline. */
+        Py_CLEAR(c->connect_timer);
+        if (c->state == CONN_CONNECTING) {
+            PyObject *exc = PyObject_CallFunction(PyExc_TimeoutError, "s",
+                                                  "timed out connecting to the server");
+            if (exc == NULL) {
+                PyErr_Clear();
+            }
+            agentdb_connection_close_now(c, exc);
+            Py_XDECREF(exc);
+        }
+        return;
+    }
+    for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
+        if (op->id != id) {
+            continue;
+        }
+        Py_CLEAR(op->timer);
+        if (op->cancel_sent) {
+            /* The server did not act on the cancel in time: the link is dead. */
+            PyObject *exc = agentdb_error_new(
+                st->ConnectionLostError,
+                "the server did not answer a cancelled statement in time; "
+                "the connection was closed",
+                "08006");
+            if (exc == NULL) {
+                PyErr_Clear();
+            }
+            agentdb_connection_close_now(c, exc);
+            Py_XDECREF(exc);
+            return;
+        }
+        if (op->fut != NULL) {
+            PyObject *exc = timeout_error(op->timeout);
+            if (exc == NULL || agentdb_future_set_exception(st, op->fut, exc) < 0) {
+                PyErr_WriteUnraisable(op->fut);
+            }
+            Py_XDECREF(exc);
+        }
+        conn_abandon(c, op);
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Queueing */
+
+static agentdb_Op *op_new(agentdb_Connection *c, int kind, int mode, PyObject *sql,
+                          PyObject *args)
+{
+    agentdb_Op *op = PyMem_Calloc(1, sizeof(*op));
+    if (op == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    op->id = ++c->next_op_id;
+    op->kind = kind;
+    op->mode = mode;
+    op->sql = Py_NewRef(sql);
+    op->args = Py_XNewRef(args);
+    return op;
+}
+
+static int conn_check_ready(agentdb_Connection *c)
+{
+    agentdb_state *st = conn_state(c);
+    if (c->state != CONN_READY) {
+        PyErr_SetString(st->InterfaceError,
+                        c->state == CONN_CLOSED ? "the connection is closed"
+                                                : "the connection is not open yet");
+        return -1;
+    }
+    return 0;
+}
+
+/* Append op (taking ownership) and start it if the connection is free. */
+static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
+{
+    agentdb_state *st = conn_state(c);
+    if (timeout <= 0) {
+        timeout = c->command_timeout;
+    }
+    op->timeout = timeout;
+    if (timeout > 0) {
+        PyObject *id = PyLong_FromUnsignedLongLong(op->id);
+        if (id == NULL) {
+            op_free(st, op);
+            return -1;
+        }
+        op->timer = agentdb_call_later(st, c->loop, timeout, c->cb_timer, id);
+        Py_DECREF(id);
+        if (op->timer == NULL) {
+            op_free(st, op);
+            return -1;
+        }
+    }
+    if (c->tail != NULL) {
+        c->tail->next = op;
+    }
+    else {
+        c->head = op;
+    }
+    c->tail = op;
+    c->nops++;
+    c->last_used = agentdb_monotonic();
+    if (!c->in_flight && c->head == op) {
+        conn_kick(c);
+    }
+    return 0;
+}
+
+int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double timeout,
+                                agentdb_op_done_fn done, void *done_arg)
+{
+    if (conn_check_ready(c) < 0) {
+        return -1;
+    }
+    PyObject *text = PyUnicode_FromString(sql);
+    if (text == NULL) {
+        return -1;
+    }
+    agentdb_Op *op = op_new(c, OPK_SIMPLE, AGENTDB_MODE_STATUS, text, NULL);
+    Py_DECREF(text);
+    if (op == NULL) {
+        return -1;
+    }
+    op->done = done;
+    op->done_arg = done_arg;
+    return conn_enqueue(c, op, timeout);
+}
+
+int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode,
+                              PyObject *sql, PyObject *args, int column, double timeout)
+{
+    agentdb_state *st = conn_state(c);
+    if (conn_check_ready(c) < 0) {
+        return -1;
+    }
+    if (!PyUnicode_Check(sql)) {
+        PyErr_Format(PyExc_TypeError, "the query must be a str, not %.100s",
+                     Py_TYPE(sql)->tp_name);
+        return -1;
+    }
+    agentdb_Op *op = op_new(c, kind, mode, sql, args);
+    if (op == NULL) {
+        return -1;
+    }
+    op->column = column;
+    op->fut = Py_NewRef(fut);
+    if (PyObject_SetAttr(fut, st->str_owner, (PyObject *)c) < 0) {
+        op_free(st, op);
+        return -1;
+    }
+    return conn_enqueue(c, op, timeout);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Python methods */
+
+/* Parse (query, *args, timeout=None[, column=0]) of a FASTCALL method. */
+static int parse_query_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                            PyObject **sql, PyObject **rest, double *timeout, int *column,
+                            int allow_column)
+{
+    *timeout = 0;
+    if (column) {
+        *column = 0;
+    }
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "a query is required");
+        return -1;
+    }
+    *sql = args[0];
+    if (!PyUnicode_Check(*sql)) {
+        PyErr_Format(PyExc_TypeError, "the query must be a str, not %.100s",
+                     Py_TYPE(*sql)->tp_name);
+        return -1;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *val = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
+            if (val != Py_None) {
+                *timeout = PyFloat_AsDouble(val);
+                if (*timeout == -1.0 && PyErr_Occurred()) {
+                    return -1;
+                }
+                if (*timeout <= 0) {
+                    PyErr_SetString(PyExc_ValueError, "timeout must be a positive number");
+                    return -1;
+                }
+            }
+        }
+        else if (allow_column && PyUnicode_CompareWithASCIIString(key, "column") == 0) {
+            long col = PyLong_AsLong(val);
+            if (col == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            if (col < 0 || col > 1600) {
+                PyErr_SetString(PyExc_ValueError, "column must be a non-negative int");
+                return -1;
+            }
+            *column = (int)col;
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'", key);
+            return -1;
+        }
+    }
+    *rest = PyTuple_New(nargs - 1);
+    if (*rest == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(*rest, i - 1, Py_NewRef(args[i]));
+    }
+    return 0;
+}
+
+static int conn_check_loop(agentdb_Connection *c, agentdb_state *st)
+{
+    PyObject *loop = agentdb_running_loop(st);
+    if (loop == NULL) {
+        return -1;
+    }
+    int same = loop == c->loop;
+    Py_DECREF(loop);
+    if (!same) {
+        PyErr_SetString(st->InterfaceError,
+                        "this connection belongs to another event loop (was it created "
+                        "in a different test or thread? create it on the loop that uses it)");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *conn_query(agentdb_Connection *c, int kind, int mode, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames, int allow_column)
+{
+    agentdb_state *st = conn_state(c);
+    PyObject *sql = NULL, *rest = NULL, *fut = NULL;
+    double timeout;
+    int column = 0;
+    if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    if (parse_query_args(args, nargs, kwnames, &sql, &rest, &timeout, &column,
+                         allow_column) < 0) {
+        return NULL;
+    }
+    if (kind == OPK_SIMPLE && PyTuple_GET_SIZE(rest) > 0) {
+        kind = OPK_QUERY; /* execute() with arguments: one statement, extended protocol */
+    }
+    fut = agentdb_future_new(st, c->loop, NULL);
+    if (fut == NULL) {
+        goto error;
+    }
+    if (agentdb_connection_submit(c, fut, kind, mode, sql, rest, column, timeout) < 0) {
+        goto error;
+    }
+    Py_DECREF(rest);
+    return fut;
+error:
+    Py_XDECREF(rest);
+    Py_XDECREF(fut);
+    return NULL;
+}
+
+static PyObject *Connection_execute(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    return conn_query((agentdb_Connection *)self, OPK_SIMPLE, AGENTDB_MODE_STATUS, args, nargs,
+                      kwnames, 0);
+}
+
+static PyObject *Connection_fetch(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    return conn_query((agentdb_Connection *)self, OPK_QUERY, AGENTDB_MODE_ALL, args, nargs,
+                      kwnames, 0);
+}
+
+static PyObject *Connection_fetchrow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    return conn_query((agentdb_Connection *)self, OPK_QUERY, AGENTDB_MODE_ROW, args, nargs,
+                      kwnames, 0);
+}
+
+static PyObject *Connection_fetchval(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    return conn_query((agentdb_Connection *)self, OPK_QUERY, AGENTDB_MODE_VAL, args, nargs,
+                      kwnames, 1);
+}
+
+/* _query(sql, args: tuple, timeout=None) -> (rows, names, types, status):
+   one await per statement for the SQLAlchemy adapter. */
+static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    double timeout = 0;
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "_query(sql: str, args: tuple, timeout=None)");
+        return NULL;
+    }
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 && args[2] != Py_None) {
+        timeout = PyFloat_AsDouble(args[2]);
+        if (timeout == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, NULL);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (agentdb_connection_submit(c, fut, OPK_QUERY, AGENTDB_MODE_RAW, args[0], args[1], 0,
+                                  timeout) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    double timeout = 0;
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "executemany(query: str, args: iterable of sequences, timeout=None)");
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "timeout") != 0) {
+            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'",
+                         PyTuple_GET_ITEM(kwnames, i));
+            return NULL;
+        }
+        if (args[nargs + i] != Py_None) {
+            timeout = PyFloat_AsDouble(args[nargs + i]);
+            if (timeout == -1.0 && PyErr_Occurred()) {
+                return NULL;
+            }
+        }
+    }
+    if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *rows = PySequence_List(args[1]);
+    if (rows == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) && !PyList_Check(row)) {
+            PyErr_Format(st->InterfaceError ? st->InterfaceError : PyExc_TypeError,
+                         "executemany: row %zd is a %.100s, not a tuple or list", i,
+                         Py_TYPE(row)->tp_name);
+            Py_DECREF(rows);
+            return NULL;
+        }
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, NULL);
+    if (fut == NULL) {
+        Py_DECREF(rows);
+        return NULL;
+    }
+    int rc = agentdb_connection_submit(c, fut, OPK_MANY, AGENTDB_MODE_NONE, args[0], rows, 0,
+                                       timeout);
+    Py_DECREF(rows);
+    if (rc < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+static void notice_ignore(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+}
+
+/* _connect(keywords: list[str], values: list[str], timeout: float | None,
+            secret: str | None) -> Future[Connection] */
+static PyObject *Connection__connect(PyObject *self, PyObject *args)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    PyObject *keys, *values, *timeout_obj, *secret;
+    const char **kw = NULL, **vals = NULL;
+    PyObject *fut = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!OO:_connect", &PyList_Type, &keys, &PyList_Type, &values,
+                          &timeout_obj, &secret)) {
+        return NULL;
+    }
+    if (c->state != CONN_NEW) {
+        PyErr_SetString(st->InterfaceError, "the connection was already opened");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (PyList_GET_SIZE(values) != n) {
+        PyErr_SetString(PyExc_ValueError, "keywords and values differ in length");
+        return NULL;
+    }
+    c->loop = agentdb_running_loop(st);
+    if (c->loop == NULL) {
+        return NULL;
+    }
+    if (secret != Py_None) {
+        const char *s = PyUnicode_AsUTF8(secret);
+        if (s == NULL) {
+            return NULL;
+        }
+        c->secret = PyMem_Malloc(strlen(s) + 1);
+        if (c->secret == NULL) {
+            return PyErr_NoMemory();
+        }
+        strcpy(c->secret, s);
+    }
+    kw = PyMem_Calloc(n + 1, sizeof(char *));
+    vals = PyMem_Calloc(n + 1, sizeof(char *));
+    if (kw == NULL || vals == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        kw[i] = PyUnicode_AsUTF8(PyList_GET_ITEM(keys, i));
+        vals[i] = PyUnicode_AsUTF8(PyList_GET_ITEM(values, i));
+        if (kw[i] == NULL || vals[i] == NULL) {
+            goto error;
+        }
+    }
+    c->io = agentdb_iohandle_new(st, self, conn_on_read);
+    PyObject *wio = agentdb_iohandle_new(st, self, conn_on_write);
+    PyObject *tio = agentdb_iohandle_new(st, self, conn_on_timer);
+    c->cb_read = c->io ? Py_NewRef(c->io) : NULL;
+    c->cb_write = wio;
+    c->cb_timer = tio;
+    if (c->io == NULL || wio == NULL || tio == NULL) {
+        goto error;
+    }
+    fut = agentdb_future_new(st, c->loop, self);
+    if (fut == NULL) {
+        goto error;
+    }
+    c->pid = (long)getpid();
+    c->pg = PQconnectStartParams(kw, vals, 0);
+    if (c->pg == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    /* Notices go nowhere by default rather than to stderr. */
+    PQsetNoticeReceiver(c->pg, notice_ignore, NULL);
+    c->state = CONN_CONNECTING;
+    c->connect_fut = Py_NewRef(fut);
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_connect_fail(c, NULL);
+        goto done;
+    }
+    if (timeout_obj != Py_None) {
+        double timeout = PyFloat_AsDouble(timeout_obj);
+        if (timeout == -1.0 && PyErr_Occurred()) {
+            goto error;
+        }
+        PyObject *zero = PyLong_FromLong(0);
+        if (zero == NULL) {
+            goto error;
+        }
+        c->connect_timer = agentdb_call_later(st, c->loop, timeout, c->cb_timer, zero);
+        Py_DECREF(zero);
+        if (c->connect_timer == NULL) {
+            goto error;
+        }
+    }
+    /* The first poll must wait for the socket to be writable. */
+    if (conn_watch_write(c, PQsocket(c->pg), 1) < 0) {
+        goto error;
+    }
+done:
+    PyMem_Free(kw);
+    PyMem_Free(vals);
+    return fut;
+error:
+    PyMem_Free(kw);
+    PyMem_Free(vals);
+    if (c->pg != NULL) {
+        PyObject *exc = PyErr_GetRaisedException();
+        agentdb_connection_close_now(c, NULL);
+        PyErr_SetRaisedException(exc);
+    }
+    Py_XDECREF(fut);
+    return NULL;
+}
+
+static PyObject *Connection_close(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    (void)args;
+    (void)nargs;
+    (void)kwnames; /* timeout= accepted for compatibility: closing never waits */
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    if (c->pool != NULL && c->pool_state != POOLST_NONE && c->state != CONN_CLOSED) {
+        /* A pooled connection closed by its user leaves the pool too. */
+    }
+    agentdb_connection_close_now(c, NULL);
+    PyObject *loop = agentdb_running_loop(st);
+    if (loop == NULL) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, loop, NULL);
+    Py_DECREF(loop);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (agentdb_future_set_result(st, fut, Py_None) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+static PyObject *Connection_terminate(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    agentdb_connection_close_now((agentdb_Connection *)self, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Connection_is_closed(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    return PyBool_FromLong(c->state == CONN_CLOSED ||
+                           (c->pg != NULL && PQstatus(c->pg) == CONNECTION_BAD));
+}
+
+static PyObject *Connection_is_in_transaction(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->pg == NULL || c->state != CONN_READY) {
+        Py_RETURN_FALSE;
+    }
+    PGTransactionStatusType t = PQtransactionStatus(c->pg);
+    return PyBool_FromLong(t == PQTRANS_INTRANS || t == PQTRANS_INERROR);
+}
+
+static PyObject *Connection_get_transaction_status(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    const char *s = "unknown";
+    if (c->pg != NULL && c->state == CONN_READY) {
+        switch (PQtransactionStatus(c->pg)) {
+        case PQTRANS_IDLE: s = "idle"; break;
+        case PQTRANS_ACTIVE: s = "active"; break;
+        case PQTRANS_INTRANS: s = "intrans"; break;
+        case PQTRANS_INERROR: s = "inerror"; break;
+        default: break;
+        }
+    }
+    return PyUnicode_FromString(s);
+}
+
+static PyObject *Connection_get_server_version(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    return PyLong_FromLong(c->pg ? PQserverVersion(c->pg) : 0);
+}
+
+static PyObject *Connection_get_backend_pid(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    return PyLong_FromLong(c->pg ? PQbackendPID(c->pg) : 0);
+}
+
+static PyObject *Connection_get_parameter_status(PyObject *self, PyObject *name)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    const char *n = PyUnicode_AsUTF8(name);
+    if (n == NULL) {
+        return NULL;
+    }
+    const char *v = c->pg ? PQparameterStatus(c->pg, n) : NULL;
+    if (v == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(v);
+}
+
+static PyObject *Connection_ssl_in_use(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    return PyBool_FromLong(c->pg ? PQsslInUse(c->pg) : 0);
+}
+
+static PyObject *Connection__pending(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    return PyLong_FromSsize_t(((agentdb_Connection *)self)->nops);
+}
+
+static PyObject *Connection__statement_count(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(((agentdb_Connection *)self)->stmts));
+}
+
+/* _configure(statement_cache_size, command_timeout, cancel_grace) */
+static PyObject *Connection__configure(PyObject *self, PyObject *args)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    Py_ssize_t cache;
+    double command_timeout, grace;
+    if (!PyArg_ParseTuple(args, "ndd:_configure", &cache, &command_timeout, &grace)) {
+        return NULL;
+    }
+    if (cache < 0) {
+        PyErr_SetString(PyExc_ValueError, "statement_cache_size must be >= 0");
+        return NULL;
+    }
+    c->stmt_cache_size = cache;
+    c->command_timeout = command_timeout;
+    c->cancel_grace = grace > 0 ? grace : 5.0;
+    Py_RETURN_NONE;
+}
+
+/* The future of a statement was cancelled: cancel the statement. */
+static PyObject *Connection__future_cancelled(PyObject *self, PyObject *fut)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->connect_fut == fut) {
+        /* Cancelled while connecting: close, leak nothing. */
+        Py_CLEAR(c->connect_fut);
+        agentdb_connection_close_now(c, NULL);
+        Py_RETURN_NONE;
+    }
+    for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
+        if (op->fut == fut && !op->abandoned) {
+            conn_abandon(c, op);
+            break;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Connection__future_abandoned(PyObject *self, PyObject *fut)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if ((void *)fut == c->connect_fut_seen && c->pool == NULL) {
+        /* A connect that completed for a task cancelled at the same moment:
+           nobody but us will ever close it. */
+        agentdb_connection_close_now(c, NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Connection_methods[] = {
+    {"_connect", Connection__connect, METH_VARARGS, NULL},
+    {"_configure", Connection__configure, METH_VARARGS, NULL},
+    {"execute", (PyCFunction)(void (*)(void))Connection_execute, METH_FASTCALL | METH_KEYWORDS,
+     "execute(query, *args, timeout=None) -> Future[str]: run a statement (several, "
+     "without arguments) and return the command tag of the last."},
+    {"fetch", (PyCFunction)(void (*)(void))Connection_fetch, METH_FASTCALL | METH_KEYWORDS,
+     "fetch(query, *args, timeout=None) -> Future[list[Record]]"},
+    {"fetchrow", (PyCFunction)(void (*)(void))Connection_fetchrow,
+     METH_FASTCALL | METH_KEYWORDS, "fetchrow(query, *args, timeout=None) -> Future[Record | None]"},
+    {"fetchval", (PyCFunction)(void (*)(void))Connection_fetchval,
+     METH_FASTCALL | METH_KEYWORDS,
+     "fetchval(query, *args, column=0, timeout=None) -> Future[value | None]"},
+    {"executemany", (PyCFunction)(void (*)(void))Connection_executemany,
+     METH_FASTCALL | METH_KEYWORDS,
+     "executemany(query, args, timeout=None) -> Future[None]: one statement per row of "
+     "args, in one round trip and one implicit transaction (atomic)."},
+    {"_query", (PyCFunction)(void (*)(void))Connection__query, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"close", (PyCFunction)(void (*)(void))Connection_close, METH_FASTCALL | METH_KEYWORDS,
+     "close(timeout=None) -> Future[None]: close the connection."},
+    {"terminate", Connection_terminate, METH_NOARGS, "Close the connection now."},
+    {"is_closed", Connection_is_closed, METH_NOARGS, NULL},
+    {"is_in_transaction", Connection_is_in_transaction, METH_NOARGS, NULL},
+    {"get_transaction_status", Connection_get_transaction_status, METH_NOARGS,
+     "'idle', 'active', 'intrans', 'inerror' or 'unknown'."},
+    {"get_server_version", Connection_get_server_version, METH_NOARGS, NULL},
+    {"get_backend_pid", Connection_get_backend_pid, METH_NOARGS, NULL},
+    {"get_parameter_status", Connection_get_parameter_status, METH_O, NULL},
+    {"ssl_in_use", Connection_ssl_in_use, METH_NOARGS, NULL},
+    {"_pending", Connection__pending, METH_NOARGS, NULL},
+    {"_statement_count", Connection__statement_count, METH_NOARGS, NULL},
+    {"_future_cancelled", Connection__future_cancelled, METH_O, NULL},
+    {"_future_abandoned", Connection__future_abandoned, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle */
+
+static PyObject *Connection_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    (void)args;
+    (void)kwargs;
+    agentdb_Connection *c = (agentdb_Connection *)type->tp_alloc(type, 0);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->state = CONN_NEW;
+    c->reader_fd = c->writer_fd = -1;
+    c->stmt_cache_size = 100;
+    c->cancel_grace = 5.0;
+    c->stmts = PyDict_New();
+    if (c->stmts == NULL) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    return (PyObject *)c;
+}
+
+static int Connection_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(c->loop);
+    Py_VISIT(c->connect_fut);
+    Py_VISIT(c->stmts);
+    Py_VISIT(c->pool);
+    for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
+        Py_VISIT(op->fut);
+        Py_VISIT(op->args);
+        Py_VISIT(op->result);
+        Py_VISIT(op->error);
+    }
+    return 0;
+}
+
+static int Connection_clear(PyObject *self)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_connection_close_now(c, NULL);
+    Py_CLEAR(c->stmts);
+    Py_CLEAR(c->pool);
+    return 0;
+}
+
+/* PEP 442 finalizer: a connection dropped without close() says so, is closed,
+   and is never given back to a pool (its checked-out slot is freed instead). */
+static void Connection_finalize(PyObject *self)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->state != CONN_READY && c->state != CONN_CONNECTING) {
+        return;
+    }
+    PyObject *exc = PyErr_GetRaisedException();
+    if (c->pid == (long)getpid() &&
+        PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed agentdb connection %R", self) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+    if (c->pool != NULL && c->pool_state != POOLST_IDLE) {
+        agentdb_pool_conn_lost_by_gc(c->pool, c);
+    }
+    agentdb_connection_close_now(c, NULL);
+    PyErr_SetRaisedException(exc);
+}
+
+static void Connection_dealloc(PyObject *self)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return; /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    if (c->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    agentdb_connection_close_now(c, NULL);
+    agentdb_iohandle_detach(c->io);
+    agentdb_iohandle_detach(c->cb_write);
+    agentdb_iohandle_detach(c->cb_timer);
+    Py_CLEAR(c->io);
+    Py_CLEAR(c->cb_read);
+    Py_CLEAR(c->cb_write);
+    Py_CLEAR(c->cb_timer);
+    Py_CLEAR(c->loop);
+    Py_CLEAR(c->stmts);
+    Py_CLEAR(c->pool);
+    Py_CLEAR(c->pool_timer);
+    PyMem_Free(c->secret);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *Connection_repr(PyObject *self)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    static const char *names[] = {"new", "connecting", "ready", "closed"};
+    if (c->state == CONN_READY && c->pg != NULL) {
+        return PyUnicode_FromFormat("<%s %s@%s:%s/%s pid=%d>", Py_TYPE(self)->tp_name,
+                                    PQuser(c->pg), PQhost(c->pg), PQport(c->pg), PQdb(c->pg),
+                                    PQbackendPID(c->pg));
+    }
+    return PyUnicode_FromFormat("<%s [%s]>", Py_TYPE(self)->tp_name, names[c->state]);
+}
+
+static PyMemberDef Connection_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(agentdb_Connection, weakreflist), READONLY},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Connection_slots[] = {
+    {Py_tp_new, Connection_new},
+    {Py_tp_dealloc, Connection_dealloc},
+    {Py_tp_finalize, Connection_finalize},
+    {Py_tp_traverse, Connection_traverse},
+    {Py_tp_clear, Connection_clear},
+    {Py_tp_repr, Connection_repr},
+    {Py_tp_methods, Connection_methods},
+    {Py_tp_members, Connection_members},
+    {Py_tp_doc, "A PostgreSQL connection driven by libpq in nonblocking mode. Open one with "
+                "agentdb.connect()."},
+    {0, NULL},
+};
+
+static PyType_Spec Connection_spec = {
+    .name = "agentdb._core.Connection",
+    .basicsize = sizeof(agentdb_Connection),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Connection_slots,
+};
+
+/* parse_dsn(dsn) -> dict: libpq's own parser (URIs and keyword/value strings). */
+PyObject *agentdb_parse_dsn_py(PyObject *module, PyObject *dsn)
+{
+    agentdb_state *st = agentdb_get_state(module);
+    const char *s = PyUnicode_AsUTF8(dsn);
+    if (s == NULL) {
+        return NULL;
+    }
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(s, &err);
+    if (opts == NULL) {
+        PyObject *msg = err ? PyUnicode_FromString(err) : PyUnicode_FromString("out of memory");
+        if (err) {
+            PQfreemem(err);
+        }
+        if (msg == NULL) {
+            return NULL;
+        }
+        /* Strip libpq's trailing newline. */
+        PyObject *stripped = PyObject_CallMethod(msg, "strip", NULL);
+        Py_DECREF(msg);
+        if (stripped == NULL) {
+            return NULL;
+        }
+        PyErr_Format(st->InterfaceError ? st->InterfaceError : PyExc_ValueError,
+                     "invalid connection string: %U", stripped);
+        Py_DECREF(stripped);
+        return NULL;
+    }
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        PQconninfoFree(opts);
+        return NULL;
+    }
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL) {
+            continue;
+        }
+        PyObject *v = PyUnicode_FromString(o->val);
+        if (v == NULL || PyDict_SetItemString(d, o->keyword, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            PQconninfoFree(opts);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    PQconninfoFree(opts);
+    return d;
+}
+
+int agentdb_connection_setup(PyObject *module, agentdb_state *st)
+{
+    st->ConnectionType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Connection_spec,
+                                                                  NULL);
+    if (st->ConnectionType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->ConnectionType);
+}

@@ -3,6 +3,140 @@
 #define AGENTDB_CONNECTION_H
 
 #include "agentdb.h"
+#include "codecs.h"
+
+typedef struct agentdb_Connection agentdb_Connection;
+typedef struct agentdb_Op agentdb_Op;
+
+/* Completion hook of an internal statement (no future): `result` is the
+   statement's result, or NULL with `op->error` holding the exception. */
+typedef void (*agentdb_op_done_fn)(agentdb_Connection *c, agentdb_Op *op, PyObject *result);
+
+/* What a statement's future resolves to. */
+enum {
+    AGENTDB_MODE_STATUS, /* the command tag: "INSERT 0 1" */
+    AGENTDB_MODE_ALL,    /* list of Record */
+    AGENTDB_MODE_ROW,    /* first Record or None */
+    AGENTDB_MODE_VAL,    /* a column of the first row or None */
+    AGENTDB_MODE_RAW,    /* (rows, names | None, type oids | None, command tag) */
+    AGENTDB_MODE_NONE,   /* None */
+};
+
+enum { OPK_QUERY, OPK_SIMPLE, OPK_MANY };
+enum { STEP_START, STEP_PREPARE, STEP_DESCRIBE, STEP_EXEC };
+enum { CONN_NEW, CONN_CONNECTING, CONN_READY, CONN_CLOSED };
+
+/* Where a pooled connection is (pool.c owns these transitions). */
+enum {
+    POOLST_NONE,      /* not in a pool */
+    POOLST_IDLE,      /* in the pool's idle list */
+    POOLST_IN_USE,    /* checked out with acquire() */
+    POOLST_SHARED,    /* running pool shortcut statements */
+    POOLST_RESETTING, /* released; draining or rolling back before it is idle */
+    POOLST_OPENING,   /* being handed out right after connect */
+};
+
+/* One statement in the connection's FIFO. */
+struct agentdb_Op {
+    agentdb_Op *next;
+    unsigned long long id;
+    int kind;      /* OPK_* */
+    int mode;      /* AGENTDB_MODE_* */
+    int step;      /* STEP_* */
+    int column;    /* fetchval's column */
+    int abandoned; /* its awaiter is gone (cancelled, timed out): drop the result */
+    int cancel_sent;
+    int retried;   /* re-prepared once after a stale cached statement */
+    PyObject *fut;    /* AgentFuture, or NULL for internal statements */
+    PyObject *sql;    /* str */
+    PyObject *args;   /* tuple of arguments (OPK_MANY: list of tuples) */
+    PyObject *stmt;   /* capsule of the prepared statement in use */
+    PyObject *timer;  /* asyncio TimerHandle of its deadline */
+    PyObject *result; /* accumulated result */
+    PyObject *error;  /* the first error */
+    PyObject *status; /* command tag */
+    double timeout;   /* seconds; <= 0: none */
+    agentdb_op_done_fn done;
+    void *done_arg;
+};
+
+struct agentdb_Connection {
+    PyObject_HEAD
+    PGconn *pg;
+    int state;     /* CONN_* */
+    int reader_fd; /* -1 when no reader is registered */
+    int writer_fd; /* -1 when no writer is registered */
+    int in_flight; /* a command was sent and its results are not all read */
+    int pipeline;  /* in libpq pipeline mode (executemany) */
+    int copy_out_discard;
+    long pid;      /* the process that opened it: a forked child never touches it */
+    PyObject *loop;
+    PyObject *io;  /* IOHandle: what the loop holds instead of us */
+    PyObject *cb_read, *cb_write, *cb_timer;
+    agentdb_Op *head, *tail;
+    Py_ssize_t nops;
+    unsigned long long next_op_id;
+    PyObject *connect_fut;
+    PyObject *connect_timer;
+    void *connect_fut_seen; /* the completed connect future, by identity only */
+    char *secret;     /* password, scrubbed from every message */
+    PyObject *stmts;  /* dict: sql -> statement capsule, in LRU order */
+    Py_ssize_t stmt_cache_size;
+    unsigned long stmt_counter;
+    double command_timeout; /* <= 0: none */
+    double cancel_grace;    /* seconds a cancelled statement may take before we give up */
+    PGcancel *cancel;
+    /* pool link (pool.c) */
+    PyObject *pool;
+    int pool_state;
+    double created_at, last_used;
+    PyObject *pool_timer;
+    PyObject *weakreflist;
+};
+
+/* asyncio glue (loop.c). */
+double agentdb_monotonic(void);
+PyObject *agentdb_future_new(agentdb_state *st, PyObject *loop, PyObject *owner);
+/* Complete a future unless it is already done. 0 => ok, -1 => error set. */
+int agentdb_future_set_result(agentdb_state *st, PyObject *fut, PyObject *value);
+int agentdb_future_set_exception(agentdb_state *st, PyObject *fut, PyObject *exc);
+int agentdb_future_done(agentdb_state *st, PyObject *fut);
+/* loop.call_later(delay, cb, arg) -> TimerHandle (new ref) or NULL. */
+PyObject *agentdb_call_later(agentdb_state *st, PyObject *loop, double delay, PyObject *cb,
+                             PyObject *arg);
+/* handle.cancel() and Py_CLEAR(*handle); errors are swallowed. */
+void agentdb_timer_cancel(agentdb_state *st, PyObject **handle);
+/* The running loop (new ref) or NULL with RuntimeError set. */
+PyObject *agentdb_running_loop(agentdb_state *st);
+/* A callable object that calls fn(target, arg) while target is alive; the loop
+   holds it instead of the target so a dropped connection can be collected.
+   Its target pointer is borrowed and cleared by agentdb_iohandle_detach. */
+typedef void (*agentdb_io_fn)(PyObject *target, PyObject *arg);
+PyObject *agentdb_iohandle_new(agentdb_state *st, PyObject *target, agentdb_io_fn fn);
+void agentdb_iohandle_detach(PyObject *handle);
+/* Report an error that has no awaiter to the loop's exception handler. */
+void agentdb_report_unraisable(agentdb_state *st, PyObject *loop, const char *what);
+
+/* Connection API used by pool.c. */
+int agentdb_connection_check(agentdb_state *st, PyObject *obj);
+int agentdb_connection_alive(agentdb_Connection *c);
+/* Queue an internal statement (simple protocol) whose completion calls done. */
+int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double timeout,
+                                agentdb_op_done_fn done, void *done_arg);
+/* Queue a statement for a future that already exists (pool shortcuts). */
+int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode,
+                              PyObject *sql, PyObject *args, int column, double timeout);
+/* Close now: fail pending statements with `exc` (or InterfaceError), PQfinish. */
+void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc);
+int agentdb_connection_txn_idle(agentdb_Connection *c);
+
+/* Pool API used by connection.c (pool.c). */
+/* The connection's FIFO drained (it has no statement left). */
+void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c);
+/* The connection closed or broke. */
+void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c);
+/* The connection object is being destroyed while checked out. */
+void agentdb_pool_conn_lost_by_gc(PyObject *pool, agentdb_Connection *c);
 
 PyObject *agentdb_parse_dsn_py(PyObject *module, PyObject *dsn);
 

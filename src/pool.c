@@ -1,4 +1,1490 @@
 /* pool.c: Pool, idle connections, size/overflow accounting and FIFO waiters. */
-#include "agentdb.h"
-/* STUB */
-int agentdb_pool_setup(PyObject *module, agentdb_state *st) { (void)module; (void)st; return 0; }
+#include "connection.h"
+#include "errors.h"
+#include "structmember.h"
+
+/* A task waiting for a connection: for itself (acquire) or for one statement
+   (a pool shortcut such as pool.fetchval). */
+typedef struct agentdb_Waiter {
+    struct agentdb_Waiter *next;
+    unsigned long long id;
+    PyObject *fut;   /* AgentFuture, owner = the pool */
+    PyObject *timer; /* pool_timeout */
+    double since;
+    int shortcut;
+    int mode, column;
+    PyObject *sql, *args;
+    double timeout; /* the statement's own timeout (shortcuts) */
+} agentdb_Waiter;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    PyObject *opener; /* () -> awaitable of a new Connection */
+    Py_ssize_t pool_size, max_overflow;
+    double pool_timeout, recycle, max_idle, ping_after, reset_timeout;
+    int pre_ping;
+    PyObject *idle;      /* list, used as a stack: the most recently used last */
+    PyObject *shared;    /* list of connections running shortcut statements */
+    PyObject *resetting; /* list of released connections being drained, rolled back or pinged */
+    PyObject *all;       /* weakref.WeakSet of every connection, for terminate() */
+    agentdb_Waiter *whead, *wtail;
+    Py_ssize_t nwaiters;
+    Py_ssize_t opening, in_use, pinging;
+    unsigned long long next_id;
+    int closing;
+    PyObject *drained; /* future: every connection closed after close() began */
+    PyObject *cb_timer, *cb_opened, *cb_maint;
+    PyObject *maint_timer;
+    /* statistics */
+    unsigned long long n_acquired, n_timeouts, n_opened, n_closed, n_lost, n_recycled,
+        n_expired, n_pings, n_failed_pings, n_connect_errors, n_rollbacks, n_leaked,
+        n_cancelled_waits, n_shortcuts;
+    double wait_total, wait_max;
+    unsigned long long wait_hist[8]; /* <1ms, <10ms, <100ms, <1s, <10s, <30s, <60s, more */
+    PyObject *weakreflist;
+} agentdb_Pool;
+
+static inline agentdb_state *pool_state(agentdb_Pool *p)
+{
+    return agentdb_state_from_type(Py_TYPE(p));
+}
+
+static Py_ssize_t pool_count(agentdb_Pool *p)
+{
+    return PyList_GET_SIZE(p->idle) + PyList_GET_SIZE(p->shared) +
+           PyList_GET_SIZE(p->resetting) + p->opening + p->in_use;
+}
+
+static int list_remove(PyObject *list, PyObject *item)
+{
+    for (Py_ssize_t i = PyList_GET_SIZE(list) - 1; i >= 0; i--) {
+        if (PyList_GET_ITEM(list, i) == item) {
+            return PySequence_DelItem(list, i) < 0 ? -1 : 1;
+        }
+    }
+    return 0;
+}
+
+static void record_wait(agentdb_Pool *p, double since)
+{
+    double w = agentdb_monotonic() - since;
+    p->wait_total += w;
+    if (w > p->wait_max) {
+        p->wait_max = w;
+    }
+    static const double bounds[] = {0.001, 0.01, 0.1, 1, 10, 30, 60};
+    int i = 0;
+    while (i < 7 && w >= bounds[i]) {
+        i++;
+    }
+    p->wait_hist[i]++;
+}
+
+static void waiter_free(agentdb_state *st, agentdb_Waiter *w)
+{
+    agentdb_timer_cancel(st, &w->timer);
+    Py_XDECREF(w->fut);
+    Py_XDECREF(w->sql);
+    Py_XDECREF(w->args);
+    PyMem_Free(w);
+}
+
+static agentdb_Waiter *waiter_pop(agentdb_Pool *p)
+{
+    agentdb_Waiter *w = p->whead;
+    if (w != NULL) {
+        p->whead = w->next;
+        if (p->whead == NULL) {
+            p->wtail = NULL;
+        }
+        p->nwaiters--;
+    }
+    return w;
+}
+
+static agentdb_Waiter *waiter_unlink(agentdb_Pool *p, int (*match)(agentdb_Waiter *, void *),
+                                     void *arg)
+{
+    agentdb_Waiter *prev = NULL;
+    for (agentdb_Waiter *w = p->whead; w != NULL; prev = w, w = w->next) {
+        if (match(w, arg)) {
+            if (prev) {
+                prev->next = w->next;
+            }
+            else {
+                p->whead = w->next;
+            }
+            if (p->wtail == w) {
+                p->wtail = prev;
+            }
+            p->nwaiters--;
+            return w;
+        }
+    }
+    return NULL;
+}
+
+static int match_fut(agentdb_Waiter *w, void *arg)
+{
+    return w->fut == (PyObject *)arg;
+}
+
+static int match_id(agentdb_Waiter *w, void *arg)
+{
+    return w->id == *(unsigned long long *)arg;
+}
+
+static void pool_serve(agentdb_Pool *p);
+static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c);
+
+/* Close a connection the pool holds (it reports back through
+   agentdb_pool_conn_closed). */
+static void pool_close_conn(agentdb_Connection *c)
+{
+    agentdb_connection_close_now(c, NULL);
+}
+
+static void set_waiter_error(agentdb_state *st, agentdb_Waiter *w, PyObject *exc)
+{
+    if (agentdb_future_set_exception(st, w->fut, exc) < 0) {
+        PyErr_WriteUnraisable(w->fut);
+    }
+}
+
+static void pool_check_drained(agentdb_Pool *p)
+{
+    agentdb_state *st = pool_state(p);
+    if (p->closing && p->drained != NULL && pool_count(p) == 0) {
+        if (agentdb_future_set_result(st, p->drained, Py_None) < 0) {
+            PyErr_WriteUnraisable(p->drained);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Opening connections */
+
+static void pool_open(agentdb_Pool *p)
+{
+    agentdb_state *st = pool_state(p);
+    PyObject *coro = NULL, *task = NULL, *r = NULL;
+    coro = PyObject_CallNoArgs(p->opener);
+    if (coro == NULL) {
+        goto error;
+    }
+    task = PyObject_CallMethodOneArg(p->loop, st->str_create_task, coro);
+    if (task == NULL) {
+        goto error;
+    }
+    r = PyObject_CallMethodOneArg(task, st->str_add_done_callback, p->cb_opened);
+    if (r == NULL) {
+        goto error;
+    }
+    p->opening++;
+    Py_DECREF(r);
+    Py_DECREF(task);
+    Py_DECREF(coro);
+    return;
+error:
+    Py_XDECREF(task);
+    if (coro != NULL && task == NULL) {
+        PyObject *cr = PyObject_CallMethod(coro, "close", NULL);
+        Py_XDECREF(cr);
+    }
+    Py_XDECREF(coro);
+    PyErr_WriteUnraisable((PyObject *)p);
+}
+
+/* Open connections for waiters no idle connection or pending connect/ping
+   will serve, within pool_size + max_overflow. */
+static void pool_grow(agentdb_Pool *p)
+{
+    while (!p->closing && p->nwaiters > p->opening + p->pinging &&
+           pool_count(p) < p->pool_size + p->max_overflow) {
+        Py_ssize_t before = p->opening;
+        pool_open(p);
+        if (p->opening == before) {
+            break;
+        }
+    }
+}
+
+/* Take ownership of a freshly opened connection. */
+static int pool_adopt(agentdb_Pool *p, agentdb_Connection *c)
+{
+    Py_INCREF(p);
+    Py_XSETREF(c->pool, (PyObject *)p);
+    c->pool_state = POOLST_OPENING;
+    PyObject *r = PyObject_CallMethod(p->all, "add", "O", (PyObject *)c);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    p->n_opened++;
+    return 0;
+}
+
+/* Done callback of a connect task started by pool_open. */
+static void pool_on_opened(PyObject *self, PyObject *task)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    p->opening--;
+    PyObject *conn = NULL, *exc = NULL;
+    PyObject *cancelled = PyObject_CallMethodNoArgs(task, st->str_cancelled);
+    if (cancelled == NULL) {
+        PyErr_Clear();
+    }
+    else if (PyObject_IsTrue(cancelled)) {
+        Py_DECREF(cancelled);
+        pool_check_drained(p);
+        pool_serve(p);
+        return;
+    }
+    Py_XDECREF(cancelled);
+    exc = PyObject_CallMethodNoArgs(task, st->str_exception);
+    if (exc == NULL) {
+        exc = PyErr_GetRaisedException();
+    }
+    if (exc != NULL && exc != Py_None) {
+        p->n_connect_errors++;
+        /* Fail the first waiter, unless a connection in use may still come
+           back to it (then it waits for that, within pool_timeout). */
+        if (p->in_use + PyList_GET_SIZE(p->shared) + PyList_GET_SIZE(p->resetting) +
+                p->opening == 0) {
+            agentdb_Waiter *w;
+            while ((w = waiter_pop(p)) != NULL) {
+                int done = agentdb_future_done(st, w->fut);
+                if (done == 0) {
+                    set_waiter_error(st, w, exc);
+                    waiter_free(st, w);
+                    break;
+                }
+                PyErr_Clear();
+                waiter_free(st, w);
+            }
+        }
+        Py_DECREF(exc);
+        pool_check_drained(p);
+        pool_grow(p);
+        return;
+    }
+    Py_XDECREF(exc);
+    conn = PyObject_CallMethodNoArgs(task, st->str_result);
+    if (conn == NULL || !agentdb_connection_check(st, conn)) {
+        PyErr_Clear();
+        Py_XDECREF(conn);
+        pool_check_drained(p);
+        return;
+    }
+    agentdb_Connection *c = (agentdb_Connection *)conn;
+    if (pool_adopt(p, c) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+    if (p->closing) {
+        pool_close_conn(c);
+    }
+    else {
+        pool_make_available(p, c);
+    }
+    Py_DECREF(conn);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handing out */
+
+/* 1 when the connection is too old (recycle) or idle too long (max_idle). */
+static int pool_expired(agentdb_Pool *p, agentdb_Connection *c, double now)
+{
+    if (p->recycle > 0 && now - c->created_at > p->recycle) {
+        p->n_recycled++;
+        return 1;
+    }
+    if (p->max_idle > 0 && c->pool_state == POOLST_IDLE && now - c->last_used > p->max_idle) {
+        p->n_expired++;
+        return 1;
+    }
+    return 0;
+}
+
+static void ping_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result);
+
+/* Pop a usable idle connection (new reference) or NULL. Dead and expired
+   ones are closed; ones idle longer than ping_after get a ping first (they
+   come back through pool_make_available) and are skipped here. */
+static agentdb_Connection *pool_pop_idle(agentdb_Pool *p)
+{
+    double now = agentdb_monotonic();
+    while (PyList_GET_SIZE(p->idle) > 0) {
+        Py_ssize_t last = PyList_GET_SIZE(p->idle) - 1;
+        agentdb_Connection *c = (agentdb_Connection *)Py_NewRef(PyList_GET_ITEM(p->idle, last));
+        if (PyList_SetSlice(p->idle, last, last + 1, NULL) < 0) {
+            Py_DECREF(c);
+            PyErr_WriteUnraisable((PyObject *)p);
+            return NULL;
+        }
+        if (!agentdb_connection_alive(c) || pool_expired(p, c, now)) {
+            c->pool_state = POOLST_RESETTING; /* counted nowhere while it closes */
+            if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+                PyErr_Clear();
+            }
+            pool_close_conn(c);
+            Py_DECREF(c);
+            continue;
+        }
+        if (p->pre_ping && now - c->last_used > p->ping_after) {
+            c->pool_state = POOLST_RESETTING;
+            if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+                PyErr_Clear();
+            }
+            p->pinging++;
+            p->n_pings++;
+            if (agentdb_connection_internal(c, "", p->reset_timeout, ping_done, NULL) < 0) {
+                PyErr_Clear();
+                p->pinging--;
+                pool_close_conn(c);
+            }
+            Py_DECREF(c);
+            continue;
+        }
+        return c;
+    }
+    return NULL;
+}
+
+static void ping_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result)
+{
+    (void)op;
+    agentdb_Pool *p = (agentdb_Pool *)c->pool;
+    if (p == NULL) {
+        return;
+    }
+    p->pinging--;
+    if (result == NULL || !agentdb_connection_alive(c)) {
+        p->n_failed_pings++;
+        pool_close_conn(c);
+        return;
+    }
+    /* Liveness proven: it goes to a waiter or back to idle. */
+    Py_INCREF(c);
+    if (list_remove(p->resetting, (PyObject *)c) < 0) {
+        PyErr_Clear();
+    }
+    c->pool_state = POOLST_OPENING;
+    pool_make_available(p, c);
+    Py_DECREF(c);
+}
+
+/* Give a connection (not in any list) to a waiter. 0 => handed over,
+   -1 => the waiter could not take it (the caller keeps the connection). */
+static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_Waiter *w)
+{
+    agentdb_state *st = pool_state(p);
+    record_wait(p, w->since);
+    if (w->shortcut) {
+        if (PyList_Append(p->shared, (PyObject *)c) < 0) {
+            return -1;
+        }
+        c->pool_state = POOLST_SHARED;
+        int kind = w->args != NULL && PyTuple_GET_SIZE(w->args) == 0 &&
+                           w->mode == AGENTDB_MODE_STATUS
+                       ? OPK_SIMPLE
+                       : OPK_QUERY;
+        if (agentdb_connection_submit(c, w->fut, kind, w->mode, w->sql, w->args, w->column,
+                                      w->timeout) < 0) {
+            PyObject *exc = PyErr_GetRaisedException();
+            set_waiter_error(st, w, exc);
+            Py_XDECREF(exc);
+            if (c->nops == 0) {
+                agentdb_pool_conn_drained((PyObject *)p, c);
+            }
+        }
+        return 0;
+    }
+    p->in_use++;
+    p->n_acquired++;
+    c->pool_state = POOLST_IN_USE;
+    c->last_used = agentdb_monotonic();
+    if (agentdb_future_set_result(st, w->fut, (PyObject *)c) < 0) {
+        PyErr_WriteUnraisable(w->fut);
+    }
+    return 0;
+}
+
+/* A clean, alive connection that no list holds: to the first live waiter,
+   else back to idle (or closed when pool_size are idle already: overflow). */
+static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c)
+{
+    agentdb_state *st = pool_state(p);
+    if (p->closing || !agentdb_connection_alive(c) || pool_expired(p, c, agentdb_monotonic())) {
+        c->pool_state = POOLST_RESETTING;
+        if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        pool_close_conn(c);
+        return;
+    }
+    agentdb_Waiter *w;
+    while ((w = waiter_pop(p)) != NULL) {
+        int done = agentdb_future_done(st, w->fut);
+        if (done != 0) {
+            PyErr_Clear();
+            waiter_free(st, w);
+            continue;
+        }
+        agentdb_timer_cancel(st, &w->timer);
+        int rc = pool_hand_to_waiter(p, c, w);
+        waiter_free(st, w);
+        if (rc == 0) {
+            return;
+        }
+        PyErr_WriteUnraisable((PyObject *)p);
+    }
+    if (PyList_GET_SIZE(p->idle) >= p->pool_size) {
+        c->pool_state = POOLST_RESETTING;
+        if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        pool_close_conn(c);
+        return;
+    }
+    c->pool_state = POOLST_IDLE;
+    c->last_used = agentdb_monotonic();
+    if (PyList_Append(p->idle, (PyObject *)c) < 0) {
+        PyErr_WriteUnraisable((PyObject *)p);
+    }
+}
+
+/* Serve waiters with idle connections; open more when needed. */
+static void pool_serve(agentdb_Pool *p)
+{
+    while (p->nwaiters > 0 && PyList_GET_SIZE(p->idle) > 0) {
+        agentdb_Connection *c = pool_pop_idle(p);
+        if (c == NULL) {
+            break;
+        }
+        c->pool_state = POOLST_OPENING;
+        pool_make_available(p, c);
+        Py_DECREF(c);
+    }
+    pool_grow(p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hooks called by connection.c */
+
+static void rollback_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result)
+{
+    (void)op;
+    (void)result;
+    /* Either way the drain hook decides: a failed rollback leaves the
+       transaction open (or the connection dead), and then it is closed. */
+    (void)c;
+}
+
+/* A connection the pool tracks has no statement left. */
+void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c)
+{
+    agentdb_Pool *p = (agentdb_Pool *)pool;
+    if (c->pool_state != POOLST_SHARED && c->pool_state != POOLST_RESETTING) {
+        return;
+    }
+    if (c->pool_state == POOLST_RESETTING && PyList_GET_SIZE(p->resetting) > 0 &&
+        p->pinging > 0 && c->nops > 0) {
+        return;
+    }
+    if (!agentdb_connection_alive(c)) {
+        pool_close_conn(c);
+        return;
+    }
+    if (!agentdb_connection_txn_idle(c)) {
+        /* Released inside a transaction (or a failed one): roll back first.
+           If it is still not idle afterwards, it is closed below next time. */
+        if (c->pool_state == POOLST_RESETTING && c->pool_timer == (PyObject *)c) {
+            pool_close_conn(c);
+            return;
+        }
+        p->n_rollbacks++;
+        if (c->pool_state == POOLST_SHARED) {
+            if (list_remove(p->shared, (PyObject *)c) < 0) {
+                PyErr_Clear();
+            }
+            c->pool_state = POOLST_RESETTING;
+            if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+                PyErr_Clear();
+            }
+        }
+        Py_XSETREF(c->pool_timer, Py_NewRef((PyObject *)c)); /* marks "rolled back once" */
+        if (agentdb_connection_internal(c, "ROLLBACK", p->reset_timeout, rollback_done,
+                                        NULL) < 0) {
+            PyErr_Clear();
+            pool_close_conn(c);
+        }
+        return;
+    }
+    Py_CLEAR(c->pool_timer);
+    Py_INCREF(c);
+    PyObject *list = c->pool_state == POOLST_SHARED ? p->shared : p->resetting;
+    if (list_remove(list, (PyObject *)c) < 0) {
+        PyErr_Clear();
+    }
+    c->pool_state = POOLST_OPENING;
+    pool_make_available(p, c);
+    Py_DECREF(c);
+}
+
+void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
+{
+    agentdb_Pool *p = (agentdb_Pool *)pool;
+    PyObject *saved = PyErr_GetRaisedException();
+    Py_INCREF(c);
+    Py_CLEAR(c->pool_timer);
+    switch (c->pool_state) {
+    case POOLST_IDLE:
+        p->n_lost++;
+        if (list_remove(p->idle, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        break;
+    case POOLST_SHARED:
+        if (list_remove(p->shared, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        break;
+    case POOLST_RESETTING:
+        if (list_remove(p->resetting, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        break;
+    case POOLST_IN_USE:
+        p->in_use--;
+        break;
+    default:
+        break;
+    }
+    if (c->pool_state != POOLST_NONE) {
+        p->n_closed++;
+    }
+    c->pool_state = POOLST_NONE;
+    Py_DECREF(c);
+    pool_check_drained(p);
+    if (!p->closing) {
+        pool_serve(p);
+    }
+    PyErr_SetRaisedException(saved);
+}
+
+void agentdb_pool_conn_lost_by_gc(PyObject *pool, agentdb_Connection *c)
+{
+    agentdb_Pool *p = (agentdb_Pool *)pool;
+    if (c->pool_state == POOLST_IN_USE) {
+        p->n_leaked++;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Timers */
+
+static void pool_on_timer(PyObject *self, PyObject *arg)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return;
+    }
+    agentdb_Waiter *w = waiter_unlink(p, match_id, &id);
+    if (w == NULL) {
+        return;
+    }
+    Py_CLEAR(w->timer);
+    p->n_timeouts++;
+    PyObject *exc = PyObject_CallFunction(
+        st->PoolTimeout, "s",
+        "no connection became available within pool_timeout (the pool is exhausted: "
+        "raise pool_size/max_overflow, or release connections sooner)");
+    if (exc == NULL) {
+        PyErr_WriteUnraisable(self);
+    }
+    else {
+        set_waiter_error(st, w, exc);
+        Py_DECREF(exc);
+    }
+    waiter_free(st, w);
+}
+
+/* Periodic: close idle connections past max_idle or recycle, so a
+   never-used connection expires too. */
+static void pool_on_maintenance(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    Py_CLEAR(p->maint_timer);
+    if (p->closing) {
+        return;
+    }
+    double now = agentdb_monotonic();
+    for (Py_ssize_t i = PyList_GET_SIZE(p->idle) - 1; i >= 0; i--) {
+        if (i >= PyList_GET_SIZE(p->idle)) {
+            continue;
+        }
+        agentdb_Connection *c = (agentdb_Connection *)PyList_GET_ITEM(p->idle, i);
+        if (pool_expired(p, c, now) || !agentdb_connection_alive(c)) {
+            pool_close_conn(c);
+        }
+    }
+    double interval = 1.0;
+    if (p->max_idle > 0 && p->max_idle / 4 < interval) {
+        interval = p->max_idle / 4;
+    }
+    if (p->recycle > 0 && p->recycle / 4 < interval) {
+        interval = p->recycle / 4;
+    }
+    if (interval < 0.05) {
+        interval = 0.05;
+    }
+    p->maint_timer = agentdb_call_later(st, p->loop, interval, p->cb_maint, Py_None);
+    if (p->maint_timer == NULL) {
+        PyErr_WriteUnraisable(self);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* acquire / release */
+
+static int pool_check_open(agentdb_Pool *p, agentdb_state *st)
+{
+    if (p->closing) {
+        PyErr_SetString(st->InterfaceError, "the pool is closed");
+        return -1;
+    }
+    PyObject *loop = agentdb_running_loop(st);
+    if (loop == NULL) {
+        return -1;
+    }
+    int same = loop == p->loop;
+    Py_DECREF(loop);
+    if (!same) {
+        PyErr_SetString(st->InterfaceError,
+                        "this pool belongs to another event loop (a pool created in one "
+                        "event loop, e.g. a session-scoped fixture, cannot be used from "
+                        "another: create it on the loop that uses it)");
+        return -1;
+    }
+    return 0;
+}
+
+static agentdb_Waiter *pool_add_waiter(agentdb_Pool *p, PyObject *fut, double timeout)
+{
+    agentdb_state *st = pool_state(p);
+    agentdb_Waiter *w = PyMem_Calloc(1, sizeof(*w));
+    if (w == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    w->id = ++p->next_id;
+    w->fut = Py_NewRef(fut);
+    w->since = agentdb_monotonic();
+    if (timeout > 0) {
+        PyObject *id = PyLong_FromUnsignedLongLong(w->id);
+        if (id == NULL) {
+            waiter_free(st, w);
+            return NULL;
+        }
+        w->timer = agentdb_call_later(st, p->loop, timeout, p->cb_timer, id);
+        Py_DECREF(id);
+        if (w->timer == NULL) {
+            waiter_free(st, w);
+            return NULL;
+        }
+    }
+    if (p->wtail) {
+        p->wtail->next = w;
+    }
+    else {
+        p->whead = w;
+    }
+    p->wtail = w;
+    p->nwaiters++;
+    return w;
+}
+
+/* A future resolving to a checked-out connection. */
+static PyObject *pool_acquire_future(agentdb_Pool *p, double timeout)
+{
+    agentdb_state *st = pool_state(p);
+    if (pool_check_open(p, st) < 0) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, p->loop, (PyObject *)p);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (p->nwaiters == 0) {
+        agentdb_Connection *c = pool_pop_idle(p);
+        if (c != NULL) {
+            /* The fast path: a done future, so awaiting it never suspends
+               and no cancellation can fall between hand-out and use. */
+            p->in_use++;
+            p->n_acquired++;
+            p->wait_hist[0]++;
+            c->pool_state = POOLST_IN_USE;
+            c->last_used = agentdb_monotonic();
+            int rc = agentdb_future_set_result(st, fut, (PyObject *)c);
+            Py_DECREF(c);
+            if (rc < 0) {
+                Py_DECREF(fut);
+                return NULL;
+            }
+            return fut;
+        }
+    }
+    if (pool_add_waiter(p, fut, timeout > 0 ? timeout : p->pool_timeout) == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    pool_grow(p);
+    return fut;
+}
+
+static int parse_timeout(PyObject *obj, double *out)
+{
+    *out = 0;
+    if (obj == NULL || obj == Py_None) {
+        return 0;
+    }
+    *out = PyFloat_AsDouble(obj);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*out <= 0) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be a positive number");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *done_future(agentdb_state *st, PyObject *loop, PyObject *value)
+{
+    PyObject *fut = agentdb_future_new(st, loop, NULL);
+    if (fut != NULL && agentdb_future_set_result(st, fut, value) < 0) {
+        Py_CLEAR(fut);
+    }
+    return fut;
+}
+
+/* Give back a checked-out connection: it never goes back dirty.  Never
+   waits: draining, rollback and pings happen in the pool's own time. */
+static int pool_release_conn(agentdb_Pool *p, PyObject *obj)
+{
+    agentdb_state *st = pool_state(p);
+    if (!agentdb_connection_check(st, obj)) {
+        PyErr_Format(PyExc_TypeError, "release() expects a Connection, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    agentdb_Connection *c = (agentdb_Connection *)obj;
+    if (c->pool != (PyObject *)p) {
+        PyErr_SetString(st->InterfaceError, "this connection does not belong to this pool");
+        return -1;
+    }
+    if (c->pool_state != POOLST_IN_USE) {
+        if (c->pool_state == POOLST_NONE) {
+            return 0; /* closed while checked out: its slot is already free */
+        }
+        PyErr_SetString(st->InterfaceError, "this connection was already released");
+        return -1;
+    }
+    p->in_use--;
+    c->pool_state = POOLST_RESETTING;
+    if (PyList_Append(p->resetting, obj) < 0) {
+        return -1;
+    }
+    if (!agentdb_connection_alive(c)) {
+        pool_close_conn(c);
+    }
+    else if (c->nops == 0) {
+        agentdb_pool_conn_drained((PyObject *)p, c);
+    }
+    /* else: statements still run (a cancelled one draining); the drain hook
+       continues, and their own deadlines bound it. */
+    return 0;
+}
+
+static PyObject *Pool_release(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    (void)kwnames;
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "release(connection)");
+        return NULL;
+    }
+    if (pool_release_conn(p, args[0]) < 0) {
+        return NULL;
+    }
+    return done_future(st, p->loop, Py_None);
+}
+
+/* The waiter's future was cancelled (its task was). */
+static PyObject *Pool__future_cancelled(PyObject *self, PyObject *fut)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    agentdb_Waiter *w = waiter_unlink(p, match_fut, fut);
+    if (w != NULL) {
+        p->n_cancelled_waits++;
+        waiter_free(st, w);
+    }
+    Py_RETURN_NONE;
+}
+
+/* A connection was handed to a task that was cancelled before it could see
+   it: take it back. */
+static PyObject *Pool__future_abandoned(PyObject *self, PyObject *fut)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    PyObject *conn = PyObject_CallMethodNoArgs(fut, st->str_result);
+    if (conn == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (agentdb_connection_check(st, conn) &&
+        ((agentdb_Connection *)conn)->pool_state == POOLST_IN_USE) {
+        p->n_cancelled_waits++;
+        if (pool_release_conn(p, conn) < 0) {
+            PyErr_Clear();
+        }
+    }
+    Py_DECREF(conn);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shortcuts: one statement on a pooled connection, no exclusive checkout. */
+
+static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames, int allow_column)
+{
+    agentdb_state *st = pool_state(p);
+    double timeout = 0;
+    int column = 0;
+    PyObject *rest = NULL, *fut = NULL;
+    if (pool_check_open(p, st) < 0) {
+        return NULL;
+    }
+    if (nargs < 1 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "the first argument must be the query (a str)");
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
+            if (parse_timeout(args[nargs + i], &timeout) < 0) {
+                return NULL;
+            }
+        }
+        else if (allow_column && PyUnicode_CompareWithASCIIString(key, "column") == 0) {
+            long col = PyLong_AsLong(args[nargs + i]);
+            if ((col == -1 && PyErr_Occurred()) || col < 0 || col > 1600) {
+                PyErr_SetString(PyExc_ValueError, "column must be a non-negative int");
+                return NULL;
+            }
+            column = (int)col;
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'", key);
+            return NULL;
+        }
+    }
+    rest = PyTuple_New(nargs - 1);
+    if (rest == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(rest, i - 1, Py_NewRef(args[i]));
+    }
+    int kind = nargs == 1 && mode == AGENTDB_MODE_STATUS ? OPK_SIMPLE : OPK_QUERY;
+    p->n_shortcuts++;
+    agentdb_Connection *c = NULL;
+    if (p->nwaiters == 0) {
+        c = pool_pop_idle(p);
+        if (c != NULL) {
+            if (PyList_Append(p->shared, (PyObject *)c) < 0) {
+                Py_DECREF(c);
+                goto error;
+            }
+            c->pool_state = POOLST_SHARED;
+        }
+        else if (pool_count(p) >= p->pool_size && PyList_GET_SIZE(p->shared) > 0) {
+            /* Share the least loaded connection already running shortcuts:
+               statements queue in order on it instead of waiting here. */
+            Py_ssize_t n = PyList_GET_SIZE(p->shared);
+            agentdb_Connection *best = NULL;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                agentdb_Connection *s = (agentdb_Connection *)PyList_GET_ITEM(p->shared, i);
+                if (agentdb_connection_alive(s) && (best == NULL || s->nops < best->nops)) {
+                    best = s;
+                }
+            }
+            if (best != NULL && (best->nops < 4 ||
+                                 pool_count(p) >= p->pool_size + p->max_overflow)) {
+                c = (agentdb_Connection *)Py_NewRef(best);
+            }
+        }
+    }
+    fut = agentdb_future_new(st, p->loop, (PyObject *)p);
+    if (fut == NULL) {
+        Py_XDECREF(c);
+        goto error;
+    }
+    if (c != NULL) {
+        int rc = agentdb_connection_submit(c, fut, kind, mode, args[0], rest, column, timeout);
+        if (rc < 0 && c->nops == 0) {
+            PyObject *exc = PyErr_GetRaisedException();
+            agentdb_pool_conn_drained((PyObject *)p, c);
+            PyErr_SetRaisedException(exc);
+        }
+        Py_DECREF(c);
+        if (rc < 0) {
+            goto error;
+        }
+    }
+    else {
+        agentdb_Waiter *w = pool_add_waiter(p, fut, p->pool_timeout);
+        if (w == NULL) {
+            goto error;
+        }
+        w->shortcut = 1;
+        w->mode = mode;
+        w->column = column;
+        w->sql = Py_NewRef(args[0]);
+        w->args = Py_NewRef(rest);
+        w->timeout = timeout;
+        pool_grow(p);
+    }
+    Py_DECREF(rest);
+    return fut;
+error:
+    Py_XDECREF(rest);
+    Py_XDECREF(fut);
+    return NULL;
+}
+
+static PyObject *Pool_fetch(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_ALL, args, nargs, kwnames, 0);
+}
+
+static PyObject *Pool_fetchrow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_ROW, args, nargs, kwnames, 0);
+}
+
+static PyObject *Pool_fetchval(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_VAL, args, nargs, kwnames, 1);
+}
+
+static PyObject *Pool_execute(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_STATUS, args, nargs, kwnames, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* AcquireContext: `await pool.acquire()` and `async with pool.acquire() as c`. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *pool;
+    PyObject *fut;
+    double timeout;
+} agentdb_AcquireContext;
+
+static PyObject *Pool_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    double timeout = 0;
+    if (nargs > 0) {
+        PyErr_SetString(PyExc_TypeError, "acquire() takes only timeout=");
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "timeout") != 0) {
+            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'",
+                         PyTuple_GET_ITEM(kwnames, i));
+            return NULL;
+        }
+        if (parse_timeout(args[i], &timeout) < 0) {
+            return NULL;
+        }
+    }
+    agentdb_AcquireContext *ctx = PyObject_GC_New(agentdb_AcquireContext, st->AcquireContextType);
+    if (ctx == NULL) {
+        return NULL;
+    }
+    ctx->pool = Py_NewRef(self);
+    ctx->fut = NULL;
+    ctx->timeout = timeout;
+    PyObject_GC_Track(ctx);
+    return (PyObject *)ctx;
+}
+
+static PyObject *AcquireContext_start(agentdb_AcquireContext *ctx)
+{
+    agentdb_state *st = agentdb_state_from_type(Py_TYPE(ctx));
+    if (ctx->fut != NULL) {
+        PyErr_SetString(st->InterfaceError, "this acquire() was already awaited");
+        return NULL;
+    }
+    ctx->fut = pool_acquire_future((agentdb_Pool *)ctx->pool, ctx->timeout);
+    return Py_XNewRef(ctx->fut);
+}
+
+static PyObject *AcquireContext_await(PyObject *self)
+{
+    PyObject *fut = AcquireContext_start((agentdb_AcquireContext *)self);
+    if (fut == NULL) {
+        return NULL;
+    }
+    PyObject *it = Py_TYPE(fut)->tp_as_async->am_await(fut);
+    Py_DECREF(fut);
+    return it;
+}
+
+static PyObject *AcquireContext_aenter(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    return AcquireContext_start((agentdb_AcquireContext *)self);
+}
+
+static PyObject *AcquireContext_aexit(PyObject *self, PyObject *args)
+{
+    agentdb_AcquireContext *ctx = (agentdb_AcquireContext *)self;
+    agentdb_Pool *p = (agentdb_Pool *)ctx->pool;
+    agentdb_state *st = pool_state(p);
+    (void)args;
+    if (ctx->fut == NULL) {
+        PyErr_SetString(st->InterfaceError, "__aexit__ without __aenter__");
+        return NULL;
+    }
+    PyObject *conn = PyObject_CallMethodNoArgs(ctx->fut, st->str_result);
+    Py_CLEAR(ctx->fut);
+    if (conn == NULL) {
+        return NULL;
+    }
+    int rc = pool_release_conn(p, conn);
+    Py_DECREF(conn);
+    if (rc < 0) {
+        return NULL;
+    }
+    return done_future(st, p->loop, Py_False);
+}
+
+static int AcquireContext_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    agentdb_AcquireContext *ctx = (agentdb_AcquireContext *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(ctx->pool);
+    Py_VISIT(ctx->fut);
+    return 0;
+}
+
+static int AcquireContext_clear(PyObject *self)
+{
+    agentdb_AcquireContext *ctx = (agentdb_AcquireContext *)self;
+    Py_CLEAR(ctx->pool);
+    Py_CLEAR(ctx->fut);
+    return 0;
+}
+
+static void AcquireContext_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    AcquireContext_clear(self);
+    PyObject_GC_Del(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef AcquireContext_methods[] = {
+    {"__aenter__", AcquireContext_aenter, METH_NOARGS, NULL},
+    {"__aexit__", AcquireContext_aexit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot AcquireContext_slots[] = {
+    {Py_am_await, AcquireContext_await},
+    {Py_tp_methods, AcquireContext_methods},
+    {Py_tp_traverse, AcquireContext_traverse},
+    {Py_tp_clear, AcquireContext_clear},
+    {Py_tp_dealloc, AcquireContext_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec AcquireContext_spec = {
+    .name = "agentdb._core.AcquireContext",
+    .basicsize = sizeof(agentdb_AcquireContext),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = AcquireContext_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Pool lifecycle */
+
+static int Pool_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    static char *kwlist[] = {"opener", "pool_size", "max_overflow", "pool_timeout",
+                             "pool_recycle", "max_idle", "pre_ping", "ping_after",
+                             "reset_timeout", NULL};
+    PyObject *opener;
+    Py_ssize_t size = 20, overflow = 10;
+    double timeout = 30, recycle = 3600, max_idle = 300, ping_after = 10, reset = 5;
+    int pre_ping = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|nndddpdd:Pool", kwlist, &opener, &size,
+                                     &overflow, &timeout, &recycle, &max_idle, &pre_ping,
+                                     &ping_after, &reset)) {
+        return -1;
+    }
+    if (!PyCallable_Check(opener)) {
+        PyErr_SetString(PyExc_TypeError, "opener must be callable");
+        return -1;
+    }
+    if (size < 1) {
+        PyErr_SetString(PyExc_ValueError, "pool_size must be at least 1");
+        return -1;
+    }
+    if (overflow < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_overflow must be >= 0");
+        return -1;
+    }
+    if (timeout <= 0) {
+        PyErr_SetString(PyExc_ValueError, "pool_timeout must be > 0");
+        return -1;
+    }
+    if (p->loop != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Pool.__init__ called twice");
+        return -1;
+    }
+    p->loop = agentdb_running_loop(st);
+    if (p->loop == NULL) {
+        return -1;
+    }
+    p->opener = Py_NewRef(opener);
+    p->pool_size = size;
+    p->max_overflow = overflow;
+    p->pool_timeout = timeout;
+    p->recycle = recycle;
+    p->max_idle = max_idle;
+    p->pre_ping = pre_ping;
+    p->ping_after = ping_after;
+    p->reset_timeout = reset > 0 ? reset : 5;
+    p->idle = PyList_New(0);
+    p->shared = PyList_New(0);
+    p->resetting = PyList_New(0);
+    PyObject *weakref = PyImport_ImportModule("weakref");
+    if (weakref == NULL) {
+        return -1;
+    }
+    p->all = PyObject_CallMethod(weakref, "WeakSet", NULL);
+    Py_DECREF(weakref);
+    p->cb_timer = agentdb_iohandle_new(st, self, pool_on_timer);
+    p->cb_opened = agentdb_iohandle_new(st, self, pool_on_opened);
+    p->cb_maint = agentdb_iohandle_new(st, self, pool_on_maintenance);
+    if (p->idle == NULL || p->shared == NULL || p->resetting == NULL || p->all == NULL ||
+        p->cb_timer == NULL || p->cb_opened == NULL || p->cb_maint == NULL) {
+        return -1;
+    }
+    /* The loop holds the handles, the handles point at us weakly: a pool that
+       is dropped unclosed can still be collected. */
+    pool_on_maintenance(self, Py_None);
+    return 0;
+}
+
+/* _adopt(conn): take a connection opened by create_pool's prefill. */
+static PyObject *Pool__adopt(PyObject *self, PyObject *conn)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    if (!agentdb_connection_check(st, conn)) {
+        PyErr_SetString(PyExc_TypeError, "_adopt() expects a Connection");
+        return NULL;
+    }
+    if (pool_adopt(p, (agentdb_Connection *)conn) < 0) {
+        return NULL;
+    }
+    pool_make_available(p, (agentdb_Connection *)conn);
+    Py_RETURN_NONE;
+}
+
+static void pool_fail_waiters(agentdb_Pool *p, const char *msg)
+{
+    agentdb_state *st = pool_state(p);
+    agentdb_Waiter *w;
+    PyObject *exc = agentdb_error_new(st->InterfaceError, msg, NULL);
+    if (exc == NULL) {
+        PyErr_WriteUnraisable((PyObject *)p);
+        return;
+    }
+    while ((w = waiter_pop(p)) != NULL) {
+        set_waiter_error(st, w, exc);
+        waiter_free(st, w);
+    }
+    Py_DECREF(exc);
+}
+
+static void pool_close_list(PyObject *list)
+{
+    while (PyList_GET_SIZE(list) > 0) {
+        Py_ssize_t before = PyList_GET_SIZE(list);
+        PyObject *c = Py_NewRef(PyList_GET_ITEM(list, before - 1));
+        pool_close_conn((agentdb_Connection *)c);
+        if (PyList_GET_SIZE(list) == before) {
+            /* Not removed by the close hook (already closed): drop it. */
+            PyList_SetSlice(list, before - 1, before, NULL);
+        }
+        Py_DECREF(c);
+    }
+}
+
+/* _begin_close() -> Future resolved when every connection is closed.
+   Waiters fail now, idle connections close now; checked-out ones close when
+   they come back. */
+static PyObject *Pool__begin_close(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    if (p->drained == NULL) {
+        p->drained = agentdb_future_new(st, p->loop, NULL);
+        if (p->drained == NULL) {
+            return NULL;
+        }
+    }
+    p->closing = 1;
+    agentdb_timer_cancel(st, &p->maint_timer);
+    pool_fail_waiters(p, "the pool is closing");
+    pool_close_list(p->idle);
+    /* Shared connections finish their statements, then close (closing is set). */
+    pool_check_drained(p);
+    return Py_NewRef(p->drained);
+}
+
+/* terminate(): close every connection now, checked out or not. */
+static PyObject *Pool_terminate(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    p->closing = 1;
+    agentdb_timer_cancel(st, &p->maint_timer);
+    pool_fail_waiters(p, "the pool was terminated");
+    PyObject *all = PySequence_List(p->all);
+    if (all == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
+        pool_close_conn((agentdb_Connection *)PyList_GET_ITEM(all, i));
+    }
+    Py_DECREF(all);
+    pool_close_list(p->idle);
+    pool_close_list(p->shared);
+    pool_close_list(p->resetting);
+    pool_check_drained(p);
+    Py_RETURN_NONE;
+}
+
+#define STAT(name, value)                                         \
+    do {                                                          \
+        PyObject *v_ = (value);                                   \
+        if (v_ == NULL || PyDict_SetItemString(d, name, v_) < 0) { \
+            Py_XDECREF(v_);                                       \
+            Py_DECREF(d);                                         \
+            return NULL;                                          \
+        }                                                         \
+        Py_DECREF(v_);                                            \
+    } while (0)
+
+static PyObject *Pool_stats(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return NULL;
+    }
+    Py_ssize_t size = pool_count(p);
+    STAT("size", PyLong_FromSsize_t(size));
+    STAT("max_size", PyLong_FromSsize_t(p->pool_size + p->max_overflow));
+    STAT("pool_size", PyLong_FromSsize_t(p->pool_size));
+    STAT("max_overflow", PyLong_FromSsize_t(p->max_overflow));
+    STAT("overflow", PyLong_FromSsize_t(size > p->pool_size ? size - p->pool_size : 0));
+    STAT("idle", PyLong_FromSsize_t(PyList_GET_SIZE(p->idle)));
+    STAT("in_use", PyLong_FromSsize_t(p->in_use));
+    STAT("shared", PyLong_FromSsize_t(PyList_GET_SIZE(p->shared)));
+    STAT("resetting", PyLong_FromSsize_t(PyList_GET_SIZE(p->resetting)));
+    STAT("opening", PyLong_FromSsize_t(p->opening));
+    STAT("waiting", PyLong_FromSsize_t(p->nwaiters));
+    STAT("acquired", PyLong_FromUnsignedLongLong(p->n_acquired));
+    STAT("shortcuts", PyLong_FromUnsignedLongLong(p->n_shortcuts));
+    STAT("timeouts", PyLong_FromUnsignedLongLong(p->n_timeouts));
+    STAT("cancelled_waits", PyLong_FromUnsignedLongLong(p->n_cancelled_waits));
+    STAT("opened", PyLong_FromUnsignedLongLong(p->n_opened));
+    STAT("closed", PyLong_FromUnsignedLongLong(p->n_closed));
+    STAT("lost", PyLong_FromUnsignedLongLong(p->n_lost));
+    STAT("recycled", PyLong_FromUnsignedLongLong(p->n_recycled));
+    STAT("expired", PyLong_FromUnsignedLongLong(p->n_expired));
+    STAT("pings", PyLong_FromUnsignedLongLong(p->n_pings));
+    STAT("failed_pings", PyLong_FromUnsignedLongLong(p->n_failed_pings));
+    STAT("connect_errors", PyLong_FromUnsignedLongLong(p->n_connect_errors));
+    STAT("rollbacks", PyLong_FromUnsignedLongLong(p->n_rollbacks));
+    STAT("leaked", PyLong_FromUnsignedLongLong(p->n_leaked));
+    STAT("wait_time_total", PyFloat_FromDouble(p->wait_total));
+    STAT("wait_time_max", PyFloat_FromDouble(p->wait_max));
+    STAT("wait_histogram",
+         Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "1ms", p->wait_hist[0], "10ms",
+                       p->wait_hist[1], "100ms", p->wait_hist[2], "1s", p->wait_hist[3], "10s",
+                       p->wait_hist[4], "30s", p->wait_hist[5], "60s", p->wait_hist[6], "inf",
+                       p->wait_hist[7]));
+    STAT("closing", PyBool_FromLong(p->closing));
+    return d;
+}
+
+static PyObject *Pool_is_closing(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    return PyBool_FromLong(((agentdb_Pool *)self)->closing);
+}
+
+static PyObject *Pool_get_loop(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    return Py_NewRef(p->loop ? p->loop : Py_None);
+}
+
+static PyMethodDef Pool_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Pool_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(timeout=None): await it, or use `async with pool.acquire() as conn`."},
+    {"release", (PyCFunction)(void (*)(void))Pool_release, METH_FASTCALL | METH_KEYWORDS,
+     "release(conn) -> Future[None]: give a connection back (never waits)."},
+    {"fetch", (PyCFunction)(void (*)(void))Pool_fetch, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"fetchrow", (PyCFunction)(void (*)(void))Pool_fetchrow, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"fetchval", (PyCFunction)(void (*)(void))Pool_fetchval, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"execute", (PyCFunction)(void (*)(void))Pool_execute, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"stats", Pool_stats, METH_NOARGS, "Counters and sizes of the pool, as a dict."},
+    {"terminate", Pool_terminate, METH_NOARGS, "Close every connection now."},
+    {"is_closing", Pool_is_closing, METH_NOARGS, NULL},
+    {"get_loop", Pool_get_loop, METH_NOARGS, NULL},
+    {"_begin_close", Pool__begin_close, METH_NOARGS, NULL},
+    {"_adopt", Pool__adopt, METH_O, NULL},
+    {"_future_cancelled", Pool__future_cancelled, METH_O, NULL},
+    {"_future_abandoned", Pool__future_abandoned, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static int Pool_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(p->loop);
+    Py_VISIT(p->opener);
+    Py_VISIT(p->idle);
+    Py_VISIT(p->shared);
+    Py_VISIT(p->resetting);
+    Py_VISIT(p->all);
+    Py_VISIT(p->drained);
+    for (agentdb_Waiter *w = p->whead; w != NULL; w = w->next) {
+        Py_VISIT(w->fut);
+        Py_VISIT(w->args);
+    }
+    return 0;
+}
+
+static int Pool_clear(PyObject *self)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    agentdb_Waiter *w;
+    while ((w = waiter_pop(p)) != NULL) {
+        waiter_free(st, w);
+    }
+    Py_CLEAR(p->opener);
+    Py_CLEAR(p->idle);
+    Py_CLEAR(p->shared);
+    Py_CLEAR(p->resetting);
+    Py_CLEAR(p->all);
+    Py_CLEAR(p->drained);
+    return 0;
+}
+
+static void Pool_dealloc(PyObject *self)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (p->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    agentdb_iohandle_detach(p->cb_timer);
+    agentdb_iohandle_detach(p->cb_opened);
+    agentdb_iohandle_detach(p->cb_maint);
+    agentdb_timer_cancel(st, &p->maint_timer);
+    Pool_clear(self);
+    Py_CLEAR(p->cb_timer);
+    Py_CLEAR(p->cb_opened);
+    Py_CLEAR(p->cb_maint);
+    Py_CLEAR(p->loop);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef Pool_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(agentdb_Pool, weakreflist), READONLY},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Pool_slots[] = {
+    {Py_tp_init, Pool_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, Pool_dealloc},
+    {Py_tp_traverse, Pool_traverse},
+    {Py_tp_clear, Pool_clear},
+    {Py_tp_methods, Pool_methods},
+    {Py_tp_members, Pool_members},
+    {Py_tp_doc, "A pool of connections. Create one with agentdb.create_pool()."},
+    {0, NULL},
+};
+
+static PyType_Spec Pool_spec = {
+    .name = "agentdb._core.Pool",
+    .basicsize = sizeof(agentdb_Pool),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Pool_slots,
+};
+
+int agentdb_pool_setup(PyObject *module, agentdb_state *st)
+{
+    st->PoolType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Pool_spec, NULL);
+    if (st->PoolType == NULL || PyModule_AddType(module, st->PoolType) < 0) {
+        return -1;
+    }
+    st->AcquireContextType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &AcquireContext_spec, NULL);
+    return st->AcquireContextType == NULL ? -1 : 0;
+}
