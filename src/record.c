@@ -1,6 +1,7 @@
 /* record.c: Record, one result row, indexable by position and by column name. */
 #include "record.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 #include <structmember.h>
@@ -472,11 +473,16 @@ static PyType_Spec record_spec = {
 };
 
 /* _make_record(names, values): a Record with columns `names` (tuple of str,
-   type OIDs 0) and `values` (tuple, same length) (tests).  NULL => error set. */
+   type OIDs 0) and `values` (tuple, same length) (tests).  The column layout
+   goes through a real PGresult (PQmakeEmptyPGresult + PQsetResultAttrs) and
+   agentdb_recorddesc_from_result, so tests exercise the production path.
+   NULL => error set. */
 static PyObject *record_make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     agentdb_state *st = agentdb_get_state(module);
-    PyObject *names, *values, *types = NULL, *desc = NULL, *rec = NULL;
+    PyObject *names, *values, *desc = NULL, *rec = NULL;
+    PGresAttDesc *attrs = NULL;
+    PGresult *res = NULL;
     Py_ssize_t n;
 
     if (!check_nargs("_make_record", nargs, 2, 2)) {
@@ -493,24 +499,41 @@ static PyObject *record_make_record(PyObject *module, PyObject *const *args, Py_
         PyErr_SetString(PyExc_ValueError, "_make_record(): names and values differ in length");
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(names, i))) {
-            PyErr_SetString(PyExc_TypeError, "_make_record(): names must be str");
-            return NULL;
-        }
+    if (n > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "_make_record(): too many columns");
+        return NULL;
     }
-    types = PyTuple_New(n);
-    if (types == NULL) {
+    attrs = PyMem_Calloc(n > 0 ? (size_t)n : 1, sizeof(PGresAttDesc));
+    if (attrs == NULL) {
+        PyErr_NoMemory();
         goto error;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *zero = PyLong_FromLong(0);
-        if (zero == NULL) {
+        PyObject *name = PyTuple_GET_ITEM(names, i); /* borrowed */
+        Py_ssize_t size;
+        const char *utf8 = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &size) : NULL;
+        if (utf8 == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "_make_record(): names must be str");
+            }
             goto error;
         }
-        PyTuple_SET_ITEM(types, i, zero);
+        if ((size_t)size != strlen(utf8)) {
+            PyErr_SetString(PyExc_ValueError, "_make_record(): embedded NUL in a name");
+            goto error;
+        }
+        /* The buffers live as long as `names`; PQsetResultAttrs copies them. */
+        attrs[i].name = (char *)utf8;
+        attrs[i].typid = 0;
+        attrs[i].typlen = -1;
+        attrs[i].atttypmod = -1;
     }
-    desc = recorddesc_new(st, names, types);
+    res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    if (res == NULL || !PQsetResultAttrs(res, (int)n, attrs)) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    desc = agentdb_recorddesc_from_result(st, res);
     if (desc == NULL) {
         goto error;
     }
@@ -523,8 +546,11 @@ static PyObject *record_make_record(PyObject *module, PyObject *const *args, Py_
     }
 
 error:
+    if (res != NULL) {
+        PQclear(res);
+    }
+    PyMem_Free(attrs);
     Py_XDECREF(desc);
-    Py_XDECREF(types);
     return rec;
 }
 
