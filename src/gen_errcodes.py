@@ -9,8 +9,9 @@ psycopg's ``psycopg.errors`` (unique_violation -> UniqueViolation); when a name
 is used again under another code, the later one gets an "Ext" suffix, as
 psycopg does (null_value_not_allowed: 22004 NullValueNotAllowed, 39004
 NullValueNotAllowedExt), and one that would clash with a hand-written class
-gets a "_" suffix (XX000 internal_error -> InternalError_).  The PEP 249 base of each class follows psycopg's
-map from the SQLSTATE class (two characters, else first character).
+gets a "_" suffix (XX000 internal_error -> InternalError_).  The PEP 249 base
+of each class follows psycopg's map from the SQLSTATE class (two characters,
+else first character).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def render(rows: list[tuple[str, str]], source: str) -> str:
         "",
         "typedef struct {",
         "    const char *sqlstate; /* five characters */",
-        "    const char *name;     /* class name, e.g. \"UniqueViolation\" */",
+        '    const char *name;     /* class name, e.g. "UniqueViolation" */',
         "    int base;             /* AGENTDB_BASE_* */",
         "} agentdb_errcode;",
         "",
