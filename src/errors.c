@@ -219,7 +219,10 @@ PyObject *agentdb_error_from_result(agentdb_state *st, const PGresult *res)
 PyObject *agentdb_error_new(PyObject *cls, const char *msg, const char *sqlstate)
 {
     const char *f[FIELD_COUNT] = {NULL};
-    PyObject *message = decode_text(msg, -1), *exc;
+    PyObject *message, *exc;
+
+    assert(cls != NULL);
+    message = decode_text(msg, -1);
 
     if (message == NULL) {
         return NULL;
