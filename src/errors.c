@@ -223,7 +223,6 @@ PyObject *agentdb_error_new(PyObject *cls, const char *msg, const char *sqlstate
 
     assert(cls != NULL);
     message = decode_text(msg, -1);
-
     if (message == NULL) {
         return NULL;
     }
