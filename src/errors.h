@@ -10,7 +10,8 @@
    DatabaseError).  The instance carries .sqlstate, .severity, .detail, .hint,
    .position (int or None), .context, .schema_name, .table_name, .column_name,
    .constraint_name, .data_type_name and .server_message (the primary message).
-   str(exc) is the primary message.  NULL => error set (memory). */
+   str(exc) is the primary message only, as asyncpg does (DETAIL and HINT are
+   in their attributes, not appended).  NULL => error set (memory). */
 PyObject *agentdb_error_from_result(agentdb_state *st, const PGresult *res);
 
 /* A new exception instance of class `cls` with message `msg` and
