@@ -107,7 +107,7 @@ static PyObject *stmt_from_describe(agentdb_state *st, const char *name, const P
 
 static inline agentdb_state *conn_state(agentdb_Connection *c)
 {
-    return agentdb_state_from_type(Py_TYPE(c));
+    return c->st;
 }
 
 int agentdb_connection_check(agentdb_state *st, PyObject *obj)
@@ -1834,6 +1834,7 @@ static PyObject *Connection_new(PyTypeObject *type, PyObject *args, PyObject *kw
     if (c == NULL) {
         return NULL;
     }
+    c->st = agentdb_state_from_type(type);
     c->state = CONN_NEW;
     c->reader_fd = c->writer_fd = -1;
     c->stmt_cache_size = 100;

@@ -62,6 +62,7 @@ struct agentdb_Op {
 
 struct agentdb_Connection {
     PyObject_HEAD
+    agentdb_state *st; /* cached: the type may be a Python subclass */
     PGconn *pg;
     int state;     /* CONN_* */
     int reader_fd; /* -1 when no reader is registered */
@@ -89,6 +90,7 @@ struct agentdb_Connection {
     /* pool link (pool.c) */
     PyObject *pool;
     int pool_state;
+    int pool_closing; /* the pool itself is closing it */
     double created_at, last_used;
     PyObject *pool_timer;
     PyObject *weakreflist;

@@ -3,11 +3,26 @@
 #include "codecs.h"
 #include "connection.h"
 
+static struct PyModuleDef agentdb_module;
+
+/* Works for Python subclasses of our types too: walks the MRO to the heap
+   type defined by this module (PyType_GetModuleByDef, before 3.11). */
 agentdb_state *agentdb_state_from_type(PyTypeObject *tp)
 {
-    PyObject *module = PyType_GetModule(tp);
-    assert(module != NULL);
-    return agentdb_get_state(module);
+    PyObject *mro = tp->tp_mro;
+    Py_ssize_t n = mro ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        PyObject *module = ((PyHeapTypeObject *)base)->ht_module;
+        if (module != NULL && PyModule_GetDef(module) == &agentdb_module) {
+            return agentdb_get_state(module);
+        }
+    }
+    Py_FatalError("agentdb: an object of a type not defined by agentdb._core");
+    return NULL;
 }
 
 /* _setup(future_class): called once by agentdb/__init__.py with the Future

@@ -19,6 +19,7 @@ typedef struct agentdb_Waiter {
 
 typedef struct {
     PyObject_HEAD
+    agentdb_state *st; /* cached: the type may be a Python subclass */
     PyObject *loop;
     PyObject *opener; /* () -> awaitable of a new Connection */
     Py_ssize_t pool_size, max_overflow;
@@ -47,7 +48,18 @@ typedef struct {
 
 static inline agentdb_state *pool_state(agentdb_Pool *p)
 {
-    return agentdb_state_from_type(Py_TYPE(p));
+    return p->st;
+}
+
+static PyObject *Pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    (void)args;
+    (void)kwargs;
+    agentdb_Pool *p = (agentdb_Pool *)type->tp_alloc(type, 0);
+    if (p != NULL) {
+        p->st = agentdb_state_from_type(type);
+    }
+    return (PyObject *)p;
 }
 
 static Py_ssize_t pool_count(agentdb_Pool *p)
@@ -142,6 +154,7 @@ static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c);
    agentdb_pool_conn_closed). */
 static void pool_close_conn(agentdb_Connection *c)
 {
+    c->pool_closing = 1; /* not "lost": the pool decided */
     agentdb_connection_close_now(c, NULL);
 }
 
@@ -542,7 +555,9 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
     Py_CLEAR(c->pool_timer);
     switch (c->pool_state) {
     case POOLST_IDLE:
-        p->n_lost++;
+        if (!c->pool_closing) {
+            p->n_lost++;
+        }
         if (list_remove(p->idle, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
@@ -922,21 +937,20 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
             }
             c->pool_state = POOLST_SHARED;
         }
-        else if (pool_count(p) >= p->pool_size && PyList_GET_SIZE(p->shared) > 0) {
-            /* Share the least loaded connection already running shortcuts:
-               statements queue in order on it instead of waiting here. */
-            Py_ssize_t n = PyList_GET_SIZE(p->shared);
-            agentdb_Connection *best = NULL;
-            for (Py_ssize_t i = 0; i < n; i++) {
-                agentdb_Connection *s = (agentdb_Connection *)PyList_GET_ITEM(p->shared, i);
-                if (agentdb_connection_alive(s) && (best == NULL || s->nops < best->nops)) {
-                    best = s;
-                }
+    }
+    if (c == NULL && pool_count(p) >= p->pool_size && PyList_GET_SIZE(p->shared) > 0) {
+        /* At pool_size: queue on the least loaded connection already running
+           shortcuts (statements run in order there) rather than wait here. */
+        Py_ssize_t n = PyList_GET_SIZE(p->shared);
+        agentdb_Connection *best = NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            agentdb_Connection *s = (agentdb_Connection *)PyList_GET_ITEM(p->shared, i);
+            if (agentdb_connection_alive(s) && (best == NULL || s->nops < best->nops)) {
+                best = s;
             }
-            if (best != NULL && (best->nops < 4 ||
-                                 pool_count(p) >= p->pool_size + p->max_overflow)) {
-                c = (agentdb_Connection *)Py_NewRef(best);
-            }
+        }
+        if (best != NULL) {
+            c = (agentdb_Connection *)Py_NewRef(best);
         }
     }
     fut = agentdb_future_new(st, p->loop, (PyObject *)p);
@@ -1460,7 +1474,7 @@ static PyMemberDef Pool_members[] = {
 
 static PyType_Slot Pool_slots[] = {
     {Py_tp_init, Pool_init},
-    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_new, Pool_new},
     {Py_tp_dealloc, Pool_dealloc},
     {Py_tp_traverse, Pool_traverse},
     {Py_tp_clear, Pool_clear},

@@ -1,0 +1,105 @@
+"""``agentdb.create_pool()`` and the Pool class: the C pool plus graceful close."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from . import _core
+from .connection import Connection, connect
+
+DEFAULT_CLOSE_TIMEOUT = 30.0
+
+
+class Pool(_core.Pool):
+    """A pool of connections (the C core).
+
+    ``acquire()`` checks a connection out exclusively; ``fetch``/``fetchrow``/``fetchval``/
+    ``execute`` run one statement on a pooled connection without an exclusive checkout.
+    """
+
+    async def executemany(
+        self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
+    ) -> None:
+        """``Connection.executemany`` on a checked-out connection."""
+        async with self.acquire() as conn:
+            await conn.executemany(query, args, timeout=timeout)
+
+    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Close gracefully: waiters fail now with InterfaceError, idle connections close
+        now, checked-out connections close when released; after ``timeout`` seconds the
+        rest are terminated. Never hangs."""
+        drained = self._begin_close()
+        try:
+            await asyncio.wait_for(asyncio.shield(drained), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self.terminate()
+
+    async def __aenter__(self) -> Pool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def create_pool(
+    dsn: str | None = None,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+    pool_recycle: float = 3600.0,
+    max_idle: float = 300.0,
+    pre_ping: bool = True,
+    ping_after: float = 10.0,
+    reset_timeout: float = 5.0,
+    min_size: int = 1,
+    pool_class: type[Pool] = Pool,
+    **connect_kwargs: Any,
+) -> Pool:
+    """Create a pool and open ``min_size`` connections (so a bad URL fails here).
+
+    At most ``pool_size + max_overflow`` connections exist; an overflow connection closes
+    when it comes back while ``pool_size`` are idle. ``acquire`` raises ``PoolTimeout``
+    after ``pool_timeout`` seconds. Connections older than ``pool_recycle`` or idle longer
+    than ``max_idle`` are replaced. Liveness is checked without a round trip (the socket is
+    watched); with ``pre_ping`` a connection idle longer than ``ping_after`` seconds is
+    pinged before it is handed out. Other keyword arguments go to ``connect()``.
+    """
+    if min_size < 0 or min_size > pool_size:
+        raise ValueError("min_size must be between 0 and pool_size")
+    opener = functools.partial(connect, dsn, **connect_kwargs)
+    pool = pool_class(
+        opener,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_recycle=pool_recycle,
+        max_idle=max_idle,
+        pre_ping=pre_ping,
+        ping_after=ping_after,
+        reset_timeout=reset_timeout,
+    )
+    if min_size:
+        results = await asyncio.gather(*(opener() for _ in range(min_size)), return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        for r in results:
+            if isinstance(r, Connection):
+                if failure is None:
+                    pool._adopt(r)
+                else:
+                    r.terminate()
+        if failure is not None:
+            pool.terminate()
+            raise failure
+    return pool

@@ -1,0 +1,121 @@
+"""Transactions and savepoints on a connection: ``async with conn.transaction(): ...``."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import _core
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+_ISOLATION = {
+    "read_committed": "READ COMMITTED",
+    "read_uncommitted": "READ UNCOMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+
+
+class Transaction:
+    """A transaction block; nested blocks become savepoints.
+
+    The outermost block sends ``BEGIN`` (with ``isolation``, ``readonly``, ``deferrable``);
+    an inner block sends ``SAVEPOINT``. Leaving with an exception rolls back that level only.
+    """
+
+    __slots__ = ("_conn", "_isolation", "_readonly", "_deferrable", "_savepoint", "_state")
+
+    def __init__(
+        self,
+        conn: Connection,
+        isolation: str | None = None,
+        readonly: bool = False,
+        deferrable: bool = False,
+    ) -> None:
+        if isolation is not None and isolation not in _ISOLATION:
+            raise ValueError(
+                f"isolation must be one of {sorted(_ISOLATION)}, not {isolation!r}"
+            )
+        self._conn = conn
+        self._isolation = isolation
+        self._readonly = readonly
+        self._deferrable = deferrable
+        self._savepoint: str | None = None
+        self._state = "new"
+
+    async def start(self) -> None:
+        if self._state != "new":
+            raise _core.InterfaceError(f"cannot start a transaction that is {self._state}")
+        conn = self._conn
+        stack = conn._transactions
+        if stack:
+            if self._isolation or self._readonly or self._deferrable:
+                raise _core.InterfaceError(
+                    "isolation, readonly and deferrable apply to the outermost transaction only"
+                )
+            self._savepoint = f"agentdb_sp_{len(stack)}"
+            await conn.execute(f"SAVEPOINT {self._savepoint}")
+        else:
+            if conn.is_in_transaction():
+                raise _core.InterfaceError(
+                    "cannot start a transaction: one was begun outside transaction()"
+                )
+            sql = "BEGIN"
+            if self._isolation:
+                sql += " ISOLATION LEVEL " + _ISOLATION[self._isolation]
+            if self._readonly:
+                sql += " READ ONLY"
+            if self._deferrable:
+                sql += " DEFERRABLE"
+            await conn.execute(sql)
+        stack.append(self)
+        self._state = "started"
+
+    def _pop(self) -> None:
+        stack = self._conn._transactions
+        if not stack or stack[-1] is not self:
+            raise _core.InterfaceError("transactions must end in the reverse order they began")
+        stack.pop()
+
+    async def commit(self) -> None:
+        self._check_started()
+        self._pop()
+        self._state = "committed"
+        if self._savepoint:
+            await self._conn.execute(f"RELEASE SAVEPOINT {self._savepoint}")
+        else:
+            await self._conn.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        self._check_started()
+        self._pop()
+        self._state = "rolled back"
+        if self._conn.is_closed():
+            return
+        if self._savepoint:
+            await self._conn.execute(
+                f"ROLLBACK TO SAVEPOINT {self._savepoint}; RELEASE SAVEPOINT {self._savepoint}"
+            )
+        else:
+            await self._conn.execute("ROLLBACK")
+
+    def _check_started(self) -> None:
+        if self._state != "started":
+            raise _core.InterfaceError(f"the transaction is {self._state}, not started")
+
+    async def __aenter__(self) -> Transaction:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.commit()
+        else:
+            await self.rollback()
