@@ -27,7 +27,10 @@ __all__ = [
     "dsn_with_dbname",
     "find_bindir",
     "free_port",
+    "LOCAL_DSN",
+    "local_server_dsn",
     "pg_isready",
+    "pid_alive",
 ]
 
 INSTALL_HINT = (
@@ -138,6 +141,20 @@ def pg_isready(host: str, port: int, timeout: float = 3.0) -> bool:
     return r.returncode == 0
 
 
+LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def local_server_dsn() -> str | None:
+    """``LOCAL_DSN`` when a server on 127.0.0.1:5432 lets user postgres in, else None."""
+    if not pg_isready("127.0.0.1", 5432):
+        return None
+    try:
+        admin_sql(LOCAL_DSN, "SELECT 1", timeout=10)
+    except (ClusterError, OSError):
+        return None
+    return LOCAL_DSN
+
+
 def dsn_with_dbname(dsn: str, dbname: str) -> str:
     """``dsn`` naming database ``dbname`` instead (URL or ``key=value`` form)."""
     if dsn.startswith(("postgresql://", "postgres://")):
@@ -154,7 +171,8 @@ def admin_sql(dsn: str, sql: str, *, timeout: float = 30.0) -> list[tuple[str, .
     (pg_stat_activity, say). NULL comes back as ``""``; values must not contain
     ``|`` or newlines. Raises ClusterError with psql's message on failure.
     """
-    cmd = [_tool("psql"), "-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"]
+    # -w: never prompt for a password (there is no terminal in CI; fail instead).
+    cmd = [_tool("psql"), "-X", "-q", "-w", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"]
     cmd += ["-d", dsn, "-c", sql]
     env = dict(os.environ, PGCONNECT_TIMEOUT=str(max(2, int(timeout))))
     try:
@@ -164,6 +182,31 @@ def admin_sql(dsn: str, sql: str, *, timeout: float = 30.0) -> list[tuple[str, .
     if r.returncode != 0:
         raise ClusterError(f"psql failed ({r.returncode}) running {sql!r}: {r.stderr.strip()}")
     return [tuple(line.split("|")) for line in r.stdout.splitlines() if line]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The state follows the parenthesised command name, which may hold spaces.
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 class TempCluster:
@@ -351,8 +394,12 @@ class TempCluster:
         )
 
     def stop(self, mode: str = "fast") -> None:
-        """Stop the server (``smart``, ``fast`` or ``immediate``); keep its files."""
-        if self.root is None or not os.path.exists(os.path.join(self.datadir, "postmaster.pid")):
+        """Stop the server (``smart``, ``fast`` or ``immediate``); keep its files.
+
+        Returns once the postmaster process is gone, not only its pid file.
+        """
+        pid = self._postmaster_pid()
+        if pid is None:
             self._running = False
             return
         try:
@@ -360,7 +407,9 @@ class TempCluster:
                 "pg_ctl", "-D", self.datadir, "-m", mode, "-w", "-t", "60", "stop", timeout=70
             )
         except ClusterError:
-            self._kill_postmaster()
+            pass
+        if not _wait_gone(pid, 10.0):
+            self._kill_postmaster(pid)
         self._running = False
 
     def restart(self, mode: str = "fast") -> None:
@@ -390,10 +439,11 @@ class TempCluster:
             return 0
 
     def set_hba(self, text: str) -> None:
-        """Replace pg_hba.conf with ``text`` and reload."""
+        """Replace pg_hba.conf with ``text``; reload when running (else the next start reads it)."""
         with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")
-        self.reload()
+        if self._running:
+            self.reload()
 
     def reset_hba(self) -> None:
         """Back to trust for everyone over the socket and 127.0.0.1."""
@@ -418,9 +468,9 @@ class TempCluster:
         except (OSError, ValueError, ClusterError):
             return None
 
-    def _kill_postmaster(self) -> None:
+    def _kill_postmaster(self, pid: int | None = None) -> None:
         """Last resort: SIGQUIT (immediate shutdown), then SIGKILL, the postmaster."""
-        pid = self._postmaster_pid()
+        pid = pid if pid is not None else self._postmaster_pid()
         if pid is None:
             return
         for sig, wait in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):
@@ -428,13 +478,8 @@ class TempCluster:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.05)
+            if _wait_gone(pid, wait):
+                return
 
     def cleanup(self) -> None:
         """Stop the server (if running) and remove the directory. Safe to call twice."""
