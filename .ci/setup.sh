@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Set-up shared by .ci/run and examples/run.sh; source it from bash (set -euo pipefail).
+# On a fresh Debian machine it installs what is missing with apt-get (libpq-dev, the
+# postgresql server and client binaries, a C compiler, Python headers and venv), makes a
+# virtualenv in .venv inside the checkout and installs agentdb with its test extras,
+# building the C extension with -Werror (AGENTDB_WERROR=1). It starts no server.
+# After it: $ROOT (the checkout), $VENV, $VPY (the venv's python).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="${AGENTDB_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+export AGENTDB_WERROR="${AGENTDB_WERROR:-1}"
+
+_log() { printf '==> %s\n' "$*"; }
+
+_apt_updated=0
+_apt_install() {
+    [ "$#" -gt 0 ] || return 0
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo -n"
+        else
+            echo "error: missing system packages: $*; install them (apt-get install $*)" >&2
+            return 1
+        fi
+    fi
+    if [ "$_apt_updated" -eq 0 ]; then
+        _log "apt-get update"
+        $sudo apt-get update -qq
+        _apt_updated=1
+    fi
+    _log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+_have_pg_server_bins() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ] && return 0
+    done
+    command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1
+}
+
+_have_libpq_dev() {
+    command -v pg_config >/dev/null 2>&1 || return 1
+    [ -f "$(pg_config --includedir)/libpq-fe.h" ]
+}
+
+_py_has_headers() {
+    "$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("include"), "Python.h")))'
+}
+
+_py_has_venv() { "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; }
+
+agentdb_system_packages() {
+    local need=()
+    _have_libpq_dev || need+=(libpq-dev)
+    _have_pg_server_bins || need+=(postgresql)
+    command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+    command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
+    command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+    command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
+    if command -v "$PYTHON" >/dev/null 2>&1; then
+        _py_has_headers || need+=(python3-dev)
+        _py_has_venv || need+=(python3-venv)
+    fi
+    # shellcheck disable=SC2207
+    need=($(printf '%s\n' "${need[@]}" | sort -u))
+    _apt_install "${need[@]}"
+    _py_has_headers || { echo "error: $PYTHON has no Python.h (install its -dev package)" >&2; return 1; }
+}
+
+agentdb_venv() {
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        _log "creating $VENV with $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+        rm -rf "$VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    VPY="$VENV/bin/python"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    _log "pip install '.[test]' (AGENTDB_WERROR=$AGENTDB_WERROR)"
+    # Not editable: the suite tests the installed package, the C extension built from
+    # a clean build directory; a compiler warning fails the build.
+    rm -rf "$ROOT/build"
+    # pip rebuilds and reinstalls a local project on every install.
+    # (The filter drops pip's notes about find-links folders this machine lacks.)
+    (cd "$ROOT" && "$VPY" -m pip install -q '.[test]') 2>&1 \
+        | { grep -v "^WARNING: Location 'file:.* is ignored" || true; }
+    # From / so that the checkout's agentdb/ (no extension in it) is not the one imported.
+    (cd / && "$VPY" -c 'import agentdb, agentdb.testing.cluster
+print("==> agentdb imports from", agentdb.__file__)')
+}
+
+agentdb_system_packages
+agentdb_venv
