@@ -1296,9 +1296,12 @@ static PyObject *dec_interval_text(agentdb_state *st, const char *data, int len,
             /* [-]H+:MM:SS[.ffffff]: hours are unbounded, the rest like a time. */
             int mi, se, frac = 0, ndig = 0;
             pos++;
-            if (seen_time || n > 2562047787 || parse_fixed(data, len, &pos, 2, &mi) < 0 ||
-                pos >= len || data[pos] != ':' || parse_fixed(data, len, &pos, 2, &se) < 0 ||
-                mi > 59 || se > 59) {
+            if (seen_time || n > 2562047788 || parse_fixed(data, len, &pos, 2, &mi) < 0 ||
+                pos >= len || data[pos] != ':') {
+                goto bad;
+            }
+            pos++;
+            if (parse_fixed(data, len, &pos, 2, &se) < 0 || mi > 59 || se > 59) {
                 goto bad;
             }
             if (pos < len && data[pos] == '.') {
@@ -1317,7 +1320,10 @@ static PyObject *dec_interval_text(agentdb_state *st, const char *data, int len,
                 }
             }
             seen_time = 1;
-            usec = sign * ((n * 3600 + mi * 60 + se) * USECS_PER_SEC + frac);
+            /* Whole days of the hours go to `days`: 2562047788:00:54.775807 (the
+               largest) would overflow int64 microseconds otherwise. */
+            days += sign * (n / 24);
+            usec = sign * (((n % 24) * 3600 + mi * 60 + se) * USECS_PER_SEC + frac);
             continue;
         }
         if (pos >= len || data[pos] != ' ') {
