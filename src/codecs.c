@@ -2502,20 +2502,6 @@ static int enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, i
     if (PyUnicode_Check(v)) {
         return put_text(st, p, v, argno);
     }
-    if (PyObject_IsInstance(v, CACHED(st, CACHE_ENUM)) > 0) {
-        /* An enum member stands for its value (a PostgreSQL enum label if a str). */
-        PyObject *value = PyObject_GetAttr(v, CACHED(st, CACHE_STR_VALUE));
-        if (value == NULL) {
-            return -1;
-        }
-        int rc = depth > 8 ? bad_arg(st, argno, v, "nested enum values")
-                           : enc_untyped_text(st, p, value, argno, depth + 1);
-        Py_DECREF(value);
-        return rc;
-    }
-    if (PyErr_Occurred()) {
-        return -1;
-    }
     if (PyLong_Check(v)) {
         return put_int_text(p, v);
     }
@@ -2550,6 +2536,22 @@ static int enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, i
     }
     if (PyObject_TypeCheck(v, (PyTypeObject *)st->UUID)) {
         return buf_put_strof(p, v, 0);
+    }
+    /* Checked after the common types: str and int enums were handled as such. */
+    int is_enum = PyObject_IsInstance(v, CACHED(st, CACHE_ENUM));
+    if (is_enum < 0) {
+        return -1;
+    }
+    if (is_enum) {
+        /* An enum member stands for its value (a PostgreSQL enum label if a str). */
+        PyObject *value = PyObject_GetAttr(v, CACHED(st, CACHE_STR_VALUE));
+        if (value == NULL) {
+            return -1;
+        }
+        int rc = depth > 8 ? bad_arg(st, argno, v, "nested enum values")
+                           : enc_untyped_text(st, p, value, argno, depth + 1);
+        Py_DECREF(value);
+        return rc;
     }
     PyObject *s = PyObject_Str(v);
     if (s == NULL) {

@@ -829,3 +829,29 @@ def test_params_refcounts_do_not_leak():
         with pytest.raises(BAD):
             enc(1007, [1, v])
     assert sys.getrefcount(v) == before
+
+
+def test_self_referencing_values_raise():
+    loop = []
+    loop.append(loop)
+    with pytest.raises(BAD):
+        enc(0, loop)
+    with pytest.raises(BAD):
+        enc(1007, loop)
+    d = {}
+    d["d"] = d
+    with pytest.raises(BAD):
+        enc(3802, d)
+
+
+def test_int_enum_and_str_enum_untyped():
+    class N(enum.IntEnum):
+        TWO = 2
+
+    class S(str, enum.Enum):
+        A = "label"
+
+    assert enc(0, N.TWO) == (b"2", 0)
+    assert enc(23, N.TWO) == (be("i", 2), 1)
+    assert enc(0, S.A) == (b"label", 0)
+    assert enc(25, S.A) == (b"label", 0)
