@@ -1296,9 +1296,12 @@ static PyObject *dec_interval_text(agentdb_state *st, const char *data, int len,
             /* [-]H+:MM:SS[.ffffff]: hours are unbounded, the rest like a time. */
             int mi, se, frac = 0, ndig = 0;
             pos++;
-            if (seen_time || n > 2562047787 || parse_fixed(data, len, &pos, 2, &mi) < 0 ||
-                pos >= len || data[pos] != ':' || parse_fixed(data, len, &pos, 2, &se) < 0 ||
-                mi > 59 || se > 59) {
+            if (seen_time || n > 2562047788 || parse_fixed(data, len, &pos, 2, &mi) < 0 ||
+                pos >= len || data[pos] != ':') {
+                goto bad;
+            }
+            pos++;
+            if (parse_fixed(data, len, &pos, 2, &se) < 0 || mi > 59 || se > 59) {
                 goto bad;
             }
             if (pos < len && data[pos] == '.') {
@@ -1317,7 +1320,10 @@ static PyObject *dec_interval_text(agentdb_state *st, const char *data, int len,
                 }
             }
             seen_time = 1;
-            usec = sign * ((n * 3600 + mi * 60 + se) * USECS_PER_SEC + frac);
+            /* Whole days of the hours go to `days`: 2562047788:00:54.775807 (the
+               largest) would overflow int64 microseconds otherwise. */
+            days += sign * (n / 24);
+            usec = sign * (((n % 24) * 3600 + mi * 60 + se) * USECS_PER_SEC + frac);
             continue;
         }
         if (pos >= len || data[pos] != ' ') {
@@ -2496,20 +2502,6 @@ static int enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, i
     if (PyUnicode_Check(v)) {
         return put_text(st, p, v, argno);
     }
-    if (PyObject_IsInstance(v, CACHED(st, CACHE_ENUM)) > 0) {
-        /* An enum member stands for its value (a PostgreSQL enum label if a str). */
-        PyObject *value = PyObject_GetAttr(v, CACHED(st, CACHE_STR_VALUE));
-        if (value == NULL) {
-            return -1;
-        }
-        int rc = depth > 8 ? bad_arg(st, argno, v, "nested enum values")
-                           : enc_untyped_text(st, p, value, argno, depth + 1);
-        Py_DECREF(value);
-        return rc;
-    }
-    if (PyErr_Occurred()) {
-        return -1;
-    }
     if (PyLong_Check(v)) {
         return put_int_text(p, v);
     }
@@ -2544,6 +2536,22 @@ static int enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, i
     }
     if (PyObject_TypeCheck(v, (PyTypeObject *)st->UUID)) {
         return buf_put_strof(p, v, 0);
+    }
+    /* Checked after the common types: str and int enums were handled as such. */
+    int is_enum = PyObject_IsInstance(v, CACHED(st, CACHE_ENUM));
+    if (is_enum < 0) {
+        return -1;
+    }
+    if (is_enum) {
+        /* An enum member stands for its value (a PostgreSQL enum label if a str). */
+        PyObject *value = PyObject_GetAttr(v, CACHED(st, CACHE_STR_VALUE));
+        if (value == NULL) {
+            return -1;
+        }
+        int rc = depth > 8 ? bad_arg(st, argno, v, "nested enum values")
+                           : enc_untyped_text(st, p, value, argno, depth + 1);
+        Py_DECREF(value);
+        return rc;
     }
     PyObject *s = PyObject_Str(v);
     if (s == NULL) {
