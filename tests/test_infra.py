@@ -213,15 +213,23 @@ def test_guard_fails_a_test_whose_loop_logged_an_error(pytester: pytest.Pytester
             loop.call_soon(boom)
             await asyncio.sleep(0.01)
 
+        async def test_task_exception_never_retrieved():
+            async def fail():
+                raise RuntimeError("lost in a task")
+            task = asyncio.get_running_loop().create_task(fail())
+            await asyncio.sleep(0.01)
+            del task
+
         async def test_clean():
             await asyncio.sleep(0)
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         ["*event loop reported unhandled exceptions*", "*ValueError: boom in a callback*"]
     )
+    result.stdout.fnmatch_lines(["*Task exception was never retrieved*RuntimeError: lost*"])
 
 
 def test_uvloop_option_and_server_skips_fail(pytester: pytest.Pytester) -> None:
