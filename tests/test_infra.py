@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import conftest
@@ -34,7 +35,7 @@ def test_find_bindir_has_server_tools() -> None:
         assert os.access(os.path.join(bindir, tool), os.X_OK)
 
 
-def test_missing_binaries_name_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_binaries_name_the_debian_package() -> None:
     with pytest.raises(PostgresNotFound, match="apt-get install postgresql"):
         find_bindir(("agentdb-no-such-tool",))
 
@@ -128,7 +129,9 @@ def test_fault_cluster_runs_again(fault_cluster: TempCluster, pg_dsn: str) -> No
 # -- discovery -------------------------------------------------------------------
 
 
-def test_pg_dsn_is_the_dedicated_database(pg_dsn: str, admin_sql) -> None:  # type: ignore[no-untyped-def]
+def test_pg_dsn_is_the_dedicated_database(
+    pg_dsn: str, admin_sql: Callable[[str, str], list[tuple[str, ...]]]
+) -> None:
     assert admin_sql(pg_dsn, "SELECT current_database()") == [("agentdb_test",)]
     rows = admin_sql(
         pg_dsn,
