@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import conftest
@@ -34,7 +35,7 @@ def test_find_bindir_has_server_tools() -> None:
         assert os.access(os.path.join(bindir, tool), os.X_OK)
 
 
-def test_missing_binaries_name_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_binaries_name_the_debian_package() -> None:
     with pytest.raises(PostgresNotFound, match="apt-get install postgresql"):
         find_bindir(("agentdb-no-such-tool",))
 
@@ -128,7 +129,9 @@ def test_fault_cluster_runs_again(fault_cluster: TempCluster, pg_dsn: str) -> No
 # -- discovery -------------------------------------------------------------------
 
 
-def test_pg_dsn_is_the_dedicated_database(pg_dsn: str, admin_sql) -> None:  # type: ignore[no-untyped-def]
+def test_pg_dsn_is_the_dedicated_database(
+    pg_dsn: str, admin_sql: Callable[[str, str], list[tuple[str, ...]]]
+) -> None:
     assert admin_sql(pg_dsn, "SELECT current_database()") == [("agentdb_test",)]
     rows = admin_sql(
         pg_dsn,
@@ -213,15 +216,23 @@ def test_guard_fails_a_test_whose_loop_logged_an_error(pytester: pytest.Pytester
             loop.call_soon(boom)
             await asyncio.sleep(0.01)
 
+        async def test_task_exception_never_retrieved():
+            async def fail():
+                raise RuntimeError("lost in a task")
+            task = asyncio.get_running_loop().create_task(fail())
+            await asyncio.sleep(0.01)
+            del task
+
         async def test_clean():
             await asyncio.sleep(0)
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         ["*event loop reported unhandled exceptions*", "*ValueError: boom in a callback*"]
     )
+    result.stdout.fnmatch_lines(["*Task exception was never retrieved*RuntimeError: lost*"])
 
 
 def test_uvloop_option_and_server_skips_fail(pytester: pytest.Pytester) -> None:
