@@ -73,6 +73,7 @@ typedef struct {
     PyObject *get_running_loop; /* asyncio.get_running_loop */
     PyObject *future_class;     /* agentdb._aio.AgentFuture, set by _core._setup() */
     PyObject *kwnames_loop;     /* ("loop",) for vectorcalls of future_class */
+    PyObject *cancel_timer_id;  /* the timer id of a connection's cancel deadline */
     PyObject *str_owner;        /* "_owner" */
     PyObject *str_add_reader, *str_remove_reader, *str_add_writer, *str_remove_writer;
     PyObject *str_call_at, *str_call_soon, *str_time, *str_cancel, *str_set_result,

@@ -277,6 +277,8 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
     }
     conn_unwatch(c);
     agentdb_timer_cancel(st, &c->connect_timer);
+    agentdb_timer_cancel(st, &c->cancel_timer);
+    c->cancel_pending = 0;
     conn_release_pg(c);
     c->in_flight = 0;
     if (c->connect_fut != NULL) {
@@ -523,7 +525,7 @@ static void op_begin(agentdb_Connection *c, agentdb_Op *op)
 /* Start commands until one is in flight or the FIFO is empty. */
 static void conn_kick(agentdb_Connection *c)
 {
-    while (c->state == CONN_READY && !c->in_flight && c->head != NULL) {
+    while (c->state == CONN_READY && !c->in_flight && c->head != NULL && !c->cancel_pending) {
         agentdb_Op *op = c->head;
         if (op->abandoned && op->step == STEP_START) {
             op_finish_head(c);
@@ -1046,29 +1048,82 @@ static void conn_on_write(PyObject *self, PyObject *arg)
     conn_flush(c);
 }
 
-/* Fire-and-forget cancel request on a thread of its own: PQcancel blocks
-   (libpq < 17), and the loop never blocks.  The statement's own deadline
-   bounds how long we wait for its effect. */
+/* A cancel request runs on a thread of its own: PQcancel blocks (libpq < 17)
+   and the loop never blocks.  When it is done the thread tells the loop
+   (call_soon_threadsafe), and only then may the connection send its next
+   statement: a cancel that arrived late would otherwise cancel that one. */
+typedef struct {
+    PGcancel *cancel;
+    PyObject *loop;
+    PyObject *done_cb;
+} cancel_job;
+
 static void cancel_thread(void *arg)
 {
-    PGcancel *cancel = arg;
+    cancel_job *job = arg;
     char errbuf[256];
-    PQcancel(cancel, errbuf, sizeof(errbuf));
-    PQfreeCancel(cancel);
+    PQcancel(job->cancel, errbuf, sizeof(errbuf));
+    PQfreeCancel(job->cancel);
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *r = PyObject_CallMethod(job->loop, "call_soon_threadsafe", "O", job->done_cb);
+    if (r == NULL) {
+        PyErr_Clear(); /* the loop is closed: nobody waits any more */
+    }
+    Py_XDECREF(r);
+    Py_DECREF(job->loop);
+    Py_DECREF(job->done_cb);
+    PyMem_RawFree(job);
+    PyGILState_Release(gil);
+}
+
+static void conn_on_cancel_done(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->cancel_pending > 0 && --c->cancel_pending == 0) {
+        agentdb_timer_cancel(conn_state(c), &c->cancel_timer);
+        conn_kick(c);
+    }
 }
 
 static void conn_request_cancel(agentdb_Connection *c)
 {
+    agentdb_state *st = conn_state(c);
     if (c->pg == NULL) {
         return;
     }
-    PGcancel *cancel = PQgetCancel(c->pg);
-    if (cancel == NULL) {
+    cancel_job *job = PyMem_RawCalloc(1, sizeof(*job));
+    if (job == NULL) {
         return;
     }
-    if (PyThread_start_new_thread(cancel_thread, cancel) == PYTHREAD_INVALID_THREAD_ID) {
-        PQfreeCancel(cancel);
+    job->cancel = PQgetCancel(c->pg);
+    job->done_cb = agentdb_iohandle_new(st, (PyObject *)c, conn_on_cancel_done);
+    if (job->cancel == NULL || job->done_cb == NULL) {
+        goto fail;
     }
+    if (c->cancel_timer == NULL) {
+        /* Bounded: a cancel that cannot get through closes the connection. */
+        c->cancel_timer = agentdb_call_later(st, c->loop, c->cancel_grace, c->cb_timer,
+                                             st->cancel_timer_id);
+        if (c->cancel_timer == NULL) {
+            PyErr_Clear();
+        }
+    }
+    job->loop = Py_NewRef(c->loop);
+    c->cancel_pending++;
+    if (PyThread_start_new_thread(cancel_thread, job) == PYTHREAD_INVALID_THREAD_ID) {
+        c->cancel_pending--;
+        Py_DECREF(job->loop);
+        goto fail;
+    }
+    return;
+fail:
+    PyErr_Clear();
+    if (job->cancel) {
+        PQfreeCancel(job->cancel);
+    }
+    Py_XDECREF(job->done_cb);
+    PyMem_RawFree(job);
 }
 
 /* The awaiter of `op` is gone (future cancelled or deadline passed). A
@@ -1120,6 +1175,23 @@ static void conn_on_timer(PyObject *self, PyObject *arg)
     unsigned long long id = PyLong_AsUnsignedLongLong(arg);
     if (PyErr_Occurred()) {
         PyErr_Clear();
+        return;
+    }
+    if (id == (unsigned long long)-1) {
+        /* A cancel request did not complete within cancel_grace. */
+        Py_CLEAR(c->cancel_timer);
+        if (c->cancel_pending > 0) {
+            PyObject *exc = agentdb_error_new(
+                st->ConnectionLostError,
+                "a cancel request could not reach the server in time; the connection was "
+                "closed",
+                "08006");
+            if (exc == NULL) {
+                PyErr_Clear();
+            }
+            agentdb_connection_close_now(c, exc);
+            Py_XDECREF(exc);
+        }
         return;
     }
     if (id == 0) {

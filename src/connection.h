@@ -87,6 +87,8 @@ struct agentdb_Connection {
     double command_timeout; /* <= 0: none */
     double cancel_grace;    /* seconds a cancelled statement may take before we give up */
     PGcancel *cancel;
+    int cancel_pending;    /* cancel requests not yet delivered: hold the next statement */
+    PyObject *cancel_timer; /* bounds them */
     /* pool link (pool.c) */
     PyObject *pool;
     int pool_state;

@@ -96,6 +96,10 @@ static int module_exec(PyObject *module)
     INTERN(str_exception, "exception");
     INTERN(str_cancelled, "cancelled");
 #undef INTERN
+    st->cancel_timer_id = PyLong_FromUnsignedLongLong((unsigned long long)-1);
+    if (st->cancel_timer_id == NULL) {
+        return -1;
+    }
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     if (st->kwnames_loop == NULL) {
         return -1;
@@ -172,6 +176,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->future_class);
     Py_CLEAR(st->kwnames_loop);
+    Py_CLEAR(st->cancel_timer_id);
     Py_CLEAR(st->str_owner);
     Py_CLEAR(st->str_add_reader);
     Py_CLEAR(st->str_remove_reader);

@@ -278,3 +278,15 @@ def fault_cluster(pg_cluster: TempCluster) -> Iterator[TempCluster]:
 def admin_sql_fixture() -> Callable[..., list[tuple[str, ...]]]:
     """``admin_sql(dsn, sql) -> [tuple of str, ...]``: SQL through psql, not agentdb."""
     return admin_sql
+
+
+@pytest.fixture
+async def conn(pg_dsn: str) -> Any:
+    """A fresh native connection to the suite's database, closed after the test."""
+    import agentdb
+
+    c = await agentdb.connect(pg_dsn, timeout=10)
+    try:
+        yield c
+    finally:
+        await c.close()
