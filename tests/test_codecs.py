@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import json
 import math
 import random
 import struct
@@ -46,7 +45,7 @@ def same(a, b):
     if type(a) is not type(b):
         return False
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, float):
         return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
     if isinstance(a, Decimal):
@@ -239,10 +238,11 @@ def test_decode_server_text(pg, sql, oid, expected):
     assert same(got, expected), (got, data, expected)
 
 
-@pytest.mark.parametrize("sql,oid,expected", CASES, ids=_ids(CASES))
+ROUNDTRIP_CASES = [c for c in CASES if c[0] not in NO_ROUNDTRIP]  # lossy ones excluded
+
+
+@pytest.mark.parametrize("sql,oid,expected", ROUNDTRIP_CASES, ids=_ids(ROUNDTRIP_CASES))
 def test_encode_roundtrip_server(pg, sql, oid, expected):
-    if sql in NO_ROUNDTRIP:
-        pytest.skip("lossy")
     data, fmt = enc(oid, expected)
     ftype, back = server_value(pg, data, fmt, oid)
     assert ftype == oid

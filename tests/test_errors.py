@@ -225,6 +225,6 @@ def test_raise_and_catch() -> None:
     assert info.value.sqlstate == "23503"
 
 
-@pytest.mark.skip(reason="needs a PGconn: tested through connections (error_from_conn)")
-def test_secret_is_masked() -> None:  # pragma: no cover
-    pass
+# agentdb_error_from_conn's password masking needs a PGconn: it is tested through real
+# connections in test_connection.py (test_connect_errors_name_the_problem_and_hide_the_password,
+# test_wrong_password_against_a_password_cluster).

@@ -71,7 +71,9 @@ CASES: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize(("pgtype", "value"), CASES, ids=[f"{t}-{i}" for i, (t, _) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("pgtype", "value"), CASES, ids=[f"{t}-{i}" for i, (t, _) in enumerate(CASES)]
+)
 async def test_round_trip(conn: agentdb.Connection, pgtype: str, value: Any) -> None:
     got = await conn.fetchval(f"SELECT $1::{pgtype}", value)
     if pgtype == "bpchar":
