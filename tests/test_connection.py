@@ -443,3 +443,20 @@ async def test_password_never_in_repr(pg_dsn: str) -> None:
         assert "hunter2" not in repr(conn)
     finally:
         await conn.close()
+
+
+async def test_cancelled_while_connecting_leaks_nothing(pg_dsn: str, admin_sql: Any) -> None:
+    for delay in (0.0, 0.001, 0.003, 0.01):
+        task = asyncio.ensure_future(agentdb.connect(pg_dsn, application_name="cancelconn"))
+        await asyncio.sleep(delay)
+        task.cancel()
+        try:
+            conn = await task
+        except asyncio.CancelledError:
+            continue
+        await conn.close()  # finished before the cancel landed
+    await asyncio.sleep(0.3)
+    rows = admin_sql(
+        pg_dsn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'cancelconn'"
+    )
+    assert rows == []

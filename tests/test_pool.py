@@ -336,7 +336,7 @@ async def test_leak_check_many_queries_through_the_pool(pool: agentdb.Pool) -> N
     import resource
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    await run(2000)  # 40k statements
+    await run(5000)  # 100k statements
     gc.collect()
     after = len(gc.get_objects())
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
