@@ -195,7 +195,7 @@ def _ids(cases):
 
 @pytest.fixture(scope="module")
 def pg():
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg  # a test dependency: its wire bytes are the reference
     try:
         conn = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
     except Exception as exc:  # pragma: no cover - depends on the machine
