@@ -340,10 +340,10 @@ async def test_leak_check_many_queries_through_the_pool(pool: agentdb.Pool) -> N
     counts = [objects()]
     rss = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]
     for _ in range(2):
-        await run(1200)  # 24k statements each
+        await run(700)  # 14k statements each
         counts.append(objects())
         rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    # Flat: the second 24k add nothing the first 24k did not (bounded caches aside).
+    # Flat: the second 14k add nothing the first 14k did not (bounded caches aside).
     assert counts[2] - counts[1] < 100, counts
     assert rss[2] - rss[1] < 10_000, rss  # KiB
     await settle(pool)
