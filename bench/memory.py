@@ -69,7 +69,8 @@ async def measure(name: str, dsn: str, queries: int) -> dict[str, Any]:
         rss_after, objects_after = rss_mb(), len(gc.get_objects())
     finally:
         await driver.close_pool(pool)
-    return {"status": "ok", "pool30_rss_mb": rss1 - rss0, "pool_connections": opened, "queries": queries,
+    return {"status": "ok", "pool30_rss_mb": rss1 - rss0, "pool_connections": opened,
+            "queries": queries,
             "seconds": seconds, "qps": queries / seconds,
             "rss_before_mb": rss_before, "rss_after_mb": rss_after,
             "rss_growth_mb": rss_after - rss_before,

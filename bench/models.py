@@ -18,6 +18,10 @@ from . import util
 from .drivers import NotAvailable
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 class Agent(SQLModel, table=True):
     __tablename__ = "bench_agent"
 
@@ -26,7 +30,7 @@ class Agent(SQLModel, table=True):
     role: str
     status: str
     score: float
-    created_at: datetime.datetime = Field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    created_at: datetime.datetime = Field(default_factory=lambda: _now())
 
 
 SETUP_SQL = """

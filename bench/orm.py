@@ -17,7 +17,7 @@ TASKS = 50
 
 def touch_agents(agents: list[Agent]) -> None:
     for a in agents:
-        (a.id, a.name, a.role, a.status, a.score, a.created_at)
+        _ = (a.id, a.name, a.role, a.status, a.score, a.created_at)
 
 
 def select_op(get_session: SessionFactory, limit: int) -> Op:

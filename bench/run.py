@@ -113,7 +113,10 @@ async def run_case(case: Case, args: argparse.Namespace) -> list[dict[str, Any]]
             entry["status"] = f"n/a: {reason}"
             continue
         try:
-            driver = drv.make(name, args.dsn) if name in drv.DRIVERS else drv.External(name, args.dsn)
+            if name in drv.DRIVERS:
+                driver = drv.make(name, args.dsn)
+            else:
+                driver = drv.External(name, args.dsn)
             prepared[name] = await asyncio.wait_for(case.prepare(driver), 120)
         except drv.NotAvailable as e:
             entry["status"] = f"n/a: {e}"

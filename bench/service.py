@@ -34,7 +34,9 @@ def build_app(driver: str, dsn: str) -> FastAPI:
             yield session
 
     @app.get("/agents")
-    async def list_agents(limit: int = 10, session: Any = Depends(get_session)) -> list[Agent]:
+    async def list_agents(
+        limit: int = 10, session: Any = Depends(get_session)  # noqa: B008
+    ) -> list[Agent]:
         result = await session.execute(select(Agent).order_by(Agent.id).limit(limit))
         return list(result.scalars().all())
 

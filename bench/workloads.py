@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .drivers import Driver, NotAvailable, Op
+from .drivers import Driver, Op
 
 QUERIES = Path(__file__).resolve().parent / "queries"
 
@@ -165,7 +165,7 @@ def _held_case(n: int) -> Case:
     return Case(
         "b",
         f"b.held.{n}",
-        f"fetchval('SELECT 1'), {n} task{'s' if n > 1 else ''} on {n} held conn{'s' if n > 1 else ''}",
+        f"fetchval('SELECT 1'), {n} task(s) on {n} held conn(s)",
         n,
         prepare,
     )
@@ -260,7 +260,8 @@ def cases_d() -> list[Case]:
 
     return [
         Case("d", "d.mixed10k",
-             "10k rows x 9 types (int,bigint,float,text,bool,timestamptz,numeric,uuid,jsonb), 1 conn",
+             "10k rows x 9 types (int, bigint, float, text, bool, timestamptz, numeric, "
+             "uuid, jsonb), 1 conn",
              1, prepare, setup_sql=MIXED_SETUP, teardown_sql="DROP TABLE _bench_mixed;",
              rows=True, cpu_per_row=True,
              peer_labels={"asyncpg": "jsonb returned as text (not parsed)"}),
