@@ -1,0 +1,160 @@
+"""The printed/Markdown table, agentdb/peer ratios, and the issue's targets."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+PEERS = ("asyncpg", "psycopg")
+
+
+def _fmt(v: Any, digits: int = 0) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        if digits == 0:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _median(results: list[dict[str, Any]], case: str, driver: str, key: str) -> float | None:
+    for r in results:
+        if r["case"] == case and r["driver"] == driver and r["median"]:
+            v = r["median"].get(key)
+            if v is not None and not math.isnan(v):
+                return float(v)
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """{case: {"vs asyncpg": agentdb qps / asyncpg qps, ...}} (ORM/HTTP peers are SQLAlchemy
+    on that driver)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for case in dict.fromkeys(r["case"] for r in results):
+        mine = _median(results, case, "agentdb", "qps")
+        row: dict[str, float | None] = {}
+        for peer in PEERS:
+            if any(r["case"] == case and r["driver"] == peer for r in results):
+                row[f"vs {peer}"] = _ratio(mine, _median(results, case, peer, "qps"))
+        cpu = _median(results, case, "agentdb", "cpu_us_per_row")
+        if case.startswith("d."):
+            row["cpu_per_row vs asyncpg"] = _ratio(
+                cpu, _median(results, case, "asyncpg", "cpu_us_per_row"))
+        out[case] = row
+    return out
+
+
+def targets(results: list[dict[str, Any]], memory: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's speed targets, each a ratio measured in this run."""
+    q = lambda case, d: _median(results, case, d, "qps")  # noqa: E731
+    rows: list[tuple[str, float | None, float, bool]] = []  # (what, value, goal, higher-is-better)
+
+    def add(what: str, value: float | None, goal: float, higher: bool = True) -> None:
+        rows.append((what, value, goal, higher))
+
+    vs = lambda case, peer="asyncpg": _ratio(q(case, "agentdb"), q(case, peer))  # noqa: E731
+    add("pool path 100 tasks vs asyncpg", vs("b.pool.100"), 5)
+    add("pool path 100 tasks vs pgbench 20 clients",
+        _ratio(q("b.pool.100", "agentdb"), q("g.pgbench.20", "pgbench")), 1.0)
+    add("pool path 1 task vs asyncpg", vs("b.pool.1"), 2.5)
+    add("held conn 1 task vs asyncpg", vs("b.held.1"), 1.05)
+    add("held conn 1 task vs pgbench 1 client",
+        _ratio(q("b.held.1", "agentdb"), q("g.pgbench.1", "pgbench")), 0.9)
+    add("20 tasks on 20 held conns vs asyncpg",
+        _ratio(q("b.held.20", "agentdb"), q("b.held.20", "asyncpg")), 1.15)
+    add("100 tasks on one conn vs asyncpg pool of 1",
+        _ratio(q("b.oneconn.100", "agentdb"), q("b.oneconn.100", "asyncpg")), 10)
+    add("(d) 10k mixed rows: rows/s vs asyncpg",
+        _ratio(_median(results, "d.mixed10k", "agentdb", "rows_ps"),
+               _median(results, "d.mixed10k", "asyncpg", "rows_ps")), 1.25)
+    add("(d) 10k mixed rows: client CPU/row vs asyncpg",
+        _ratio(_median(results, "d.mixed10k", "agentdb", "cpu_us_per_row"),
+               _median(results, "d.mixed10k", "asyncpg", "cpu_us_per_row")), 0.6, False)
+    for case in dict.fromkeys(r["case"] for r in results):
+        if case.startswith(("a.", "c.", "e.", "f.")):
+            goal = 1.0 if case in ("a.copyfrom", "a.batch") else 1.1
+            if case.startswith(("e.", "f.")):
+                goal = 1.5
+            add(f"{case} vs asyncpg", _ratio(q(case, "agentdb"), q(case, "asyncpg")), goal)
+    pool30 = {d: m.get("pool30_rss_mb") for d, m in memory.items() if isinstance(m, dict)}
+    if pool30:
+        add("RSS of a pool of 30 vs asyncpg", _ratio(pool30.get("agentdb"), pool30.get("asyncpg")),
+            1.0, False)
+    out = []
+    for what, value, goal, higher in rows:
+        met = None if value is None else (value >= goal if higher else value <= goal)
+        out.append({"target": what, "value": value, "goal": f"{'>=' if higher else '<='} {goal}",
+                    "met": met})
+    return out
+
+
+def case_line(case: Any, entries: list[dict[str, Any]], seconds: float) -> str:
+    parts = []
+    for e in entries:
+        if e["median"]:
+            parts.append(f"{e['driver']} {_fmt(e['median']['qps'])}/s")
+        else:
+            parts.append(f"{e['driver']} {e['status']}")
+    return f"  {case.name:<22} {'; '.join(parts)}  ({seconds:.0f} s)"
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Markdown: one row per case and driver, then the targets and memory."""
+    results = doc["results"]
+    rat = doc["ratios"]
+    lines = [
+        "| case | what | driver | q/s | rows/s | p50 ms | p99 ms | CPU us/op | CPU us/row "
+        "| agentdb / this |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        m = r["median"]
+        ratio = ""
+        if r["driver"] in PEERS:
+            ratio = _fmt(rat.get(r["case"], {}).get(f"vs {r['driver']}"), 2)
+        elif r["driver"] == "pgbench":
+            ratio = ""
+        driver = r["driver"]
+        if r["workload"] in "ef" and driver != "agentdb":
+            driver = f"sqla+{driver}"
+        if r.get("peer"):
+            driver += f" ({r['peer']})"
+        if not m:
+            lines.append(f"| {r['case']} | {r['label']} | {driver} | {r['status']} |||||||")
+            continue
+        show_rows = r["case"].startswith(("a.", "d.", "e."))
+        lines.append(
+            f"| {r['case']} | {r['label']} | {driver} | {_fmt(m['qps'])} | "
+            f"{_fmt(m['rows_ps']) if show_rows else ''} | {_fmt(m['p50_ms'], 3)} | "
+            f"{_fmt(m['p99_ms'], 3)} | {_fmt(m['cpu_us_per_op'], 1)} | "
+            f"{_fmt(m['cpu_us_per_row'], 2) if show_rows else ''} | {ratio} |")
+    out = "\n".join(lines)
+    if doc.get("targets"):
+        t = ["", "| target (issue 4) | measured | goal | met |", "|---|--:|---|---|"]
+        for row in doc["targets"]:
+            met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
+            t.append(f"| {row['target']} | {_fmt(row['value'], 2)} | {row['goal']} | {met} |")
+        out += "\n" + "\n".join(t)
+    mem = doc.get("memory")
+    if mem:
+        t = ["", "", "| memory | RSS MB, pool of 30 open | queries | RSS MB before -> after "
+             "| gc objects before -> after | status |", "|---|--:|--:|---|---|---|"]
+        for d, m in mem.items():
+            if not isinstance(m, dict):
+                continue
+            if "pool30_rss_mb" not in m:
+                t.append(f"| {d} | | | | | {m.get('status')} |")
+                continue
+            t.append(
+                f"| {d} | {m['pool30_rss_mb']:.1f} | {m['queries']:,} | "
+                f"{m['rss_before_mb']:.1f} -> {m['rss_after_mb']:.1f} | "
+                f"{m['objects_before']:,} -> {m['objects_after']:,} | {m.get('status', 'ok')} |")
+        out += "\n" + "\n".join(t)
+    return out
