@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from . import _core, dsn as _dsn
+from . import _core
+from . import dsn as _dsn
 from .transaction import Transaction
 
 DEFAULT_STATEMENT_CACHE_SIZE = 100

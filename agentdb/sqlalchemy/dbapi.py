@@ -52,7 +52,7 @@ def _description(
     if not names:
         return None
     assert oids is not None
-    return [(n, o, None, None, None, None, None) for n, o in zip(names, oids)]
+    return [(n, o, None, None, None, None, None) for n, o in zip(names, oids, strict=True)]
 
 
 class AgentdbCursor(AsyncAdapt_dbapi_cursor):
