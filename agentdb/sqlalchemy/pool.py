@@ -74,18 +74,34 @@ class AgentdbPool(NullPool):
 
     def native_pool(self, connect_kwargs: dict[str, Any]) -> NativePool:
         """The native pool of the running loop, created when missing (inside a greenlet)."""
-        loop = asyncio.get_running_loop()
-        native = self._native
-        if native is not None and native.get_loop() is loop and not native.is_closing():
-            return native
+        native = self._current_native()
         if native is not None:
-            self._native = None
-            try:
-                native.terminate()
-            except Exception:
-                pass
-        args = dict(self._native_args)
-        native = await_only(agentdb.create_pool(None, **args, **connect_kwargs))
+            return native
+        return await_only(self.native_pool_async(connect_kwargs))
+
+    def _current_native(self) -> NativePool | None:
+        native = self._native
+        if native is None:
+            return None
+        if native.get_loop() is asyncio.get_running_loop() and not native.is_closing():
+            return native
+        self._native = None
+        try:
+            native.terminate()
+        except Exception:
+            pass
+        return None
+
+    async def native_pool_async(self, connect_kwargs: dict[str, Any]) -> NativePool:
+        """``native_pool`` for async code (outside a greenlet)."""
+        native = self._current_native()
+        if native is not None:
+            return native
+        native = await agentdb.create_pool(None, **self._native_args, **connect_kwargs)
+        current = self._current_native()
+        if current is not None:  # another task made one meanwhile
+            native.terminate()
+            return current
         self._native = native
         return native
 

@@ -1,0 +1,1 @@
+"""The example FastAPI service: agents over agentdb (``app`` uses on_event, ``app_lifespan`` lifespan)."""
