@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 
 import agentdb.sqlalchemy  # noqa: F401  (registers postgresql+agentdb)
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from .pool import Pool
 
 logger = logging.getLogger("agentdb")
-
-from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 
 try:  # SQLModel's AsyncSession adds .exec(); use it when SQLModel is there
     from sqlmodel.ext.asyncio.session import AsyncSession as _SQLModelAsyncSession

@@ -1,1 +1,4 @@
-"""The example FastAPI service: agents over agentdb (``app`` uses on_event, ``app_lifespan`` lifespan)."""
+"""The example FastAPI service over agentdb.
+
+``app``: startup/shutdown with on_event; ``app_lifespan``: with a lifespan.
+"""
