@@ -1297,7 +1297,7 @@ static PyObject *dec_interval_text(agentdb_state *st, const char *data, int len,
             int mi, se, frac = 0, ndig = 0;
             pos++;
             if (seen_time || n > 2562047787 || parse_fixed(data, len, &pos, 2, &mi) < 0 ||
-                pos >= len || data[pos] != ':' || parse_fixed(data, len, &pos, 2, &se) < 0 ||
+                pos >= len || data[pos++] != ':' || parse_fixed(data, len, &pos, 2, &se) < 0 ||
                 mi > 59 || se > 59) {
                 goto bad;
             }
