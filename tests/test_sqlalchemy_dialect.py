@@ -308,7 +308,8 @@ async def test_executemany_and_insertmanyvalues(engine: AsyncEngine) -> None:
             )
         ).scalars().all()
         assert len(rows) == 50
-        res = await c.execute(sa.update(Owner).where(Owner.id >= 1000).values(name=Owner.name + "!"))
+        upd = sa.update(Owner).where(Owner.id >= 1000).values(name=Owner.name + "!")
+        res = await c.execute(upd)
         assert res.rowcount == 10
     async with engine.connect() as c:
         assert await c.scalar(sa.select(sa.func.count(Owner.id))) == 60
