@@ -153,7 +153,14 @@ class AgentdbPool(NullPool):
         if in_greenlet():
             try:
                 if native.get_loop() is asyncio.get_running_loop():
-                    await_only(native.close())
+                    # Checked-out connections get the grace period; connections still
+                    # opening do not (Pool.close() would wait for them: a server that
+                    # does not answer would hold the shutdown for the whole timeout).
+                    busy = native.stats().get("in_use", 0) > 0
+                    if busy:
+                        await_only(native.close())
+                    else:
+                        await_only(native.close(timeout=0.2))
                     return
             except Exception:
                 pass
