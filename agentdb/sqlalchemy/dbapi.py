@@ -41,6 +41,13 @@ _SS_BATCH = 100
 _cursor_names = itertools.count(1)
 
 
+def _is_stale_statement(error: BaseException) -> bool:
+    code = getattr(error, "sqlstate", None)
+    if code == "26000":
+        return True
+    return code == "0A000" and "cached plan must not change result type" in str(error)
+
+
 def _rowcount(tag: str) -> int:
     m = _ROWCOUNT_TAG.match(tag)
     return int(m.group(1)) if m else -1
@@ -268,7 +275,11 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         return sql
 
     async def _run(
-        self, operation: str, parameters: Sequence[Any] | None, then: str | None = None
+        self,
+        operation: str,
+        parameters: Sequence[Any] | None,
+        then: str | None = None,
+        _retry: bool = True,
     ) -> tuple[list[Any], Any, Any, str]:
         """BEGIN (when due), the statement and an optional follow-up, pipelined."""
         conn = self._connection
@@ -285,6 +296,14 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         results = await asyncio.gather(*futs, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
+                if _retry and begin is not None and _is_stale_statement(r) and not isinstance(
+                    results[0], BaseException
+                ):
+                    # The statement's cached plan went stale (DDL changed a table) as the
+                    # first statement of a transaction we just began: nothing else ran in
+                    # it, so roll back and run it again (the core forgot its cached plans).
+                    await conn._query("ROLLBACK", ())
+                    return await self._run(operation, parameters, then, _retry=False)
                 raise r
         return results[-1]  # type: ignore[no-any-return]
 
