@@ -4,6 +4,8 @@ The native API follows asyncpg's names: ``connect``, ``create_pool``, ``Pool.acq
 ``fetch``/``fetchrow``/``fetchval``/``execute``/``executemany``, ``transaction()``.
 """
 
+from typing import Any
+
 from . import _core
 from ._aio import AgentFuture
 
@@ -50,6 +52,40 @@ __all__ = [
     "connect",
     "create_pool",
     "libpq_version",
+    # the FastAPI drop-in functions (agentdb.database; SQLAlchemy is imported on first use)
+    "async_session_maker",
+    "check_database_connection",
+    "close_db_connection",
+    "configure",
+    "create_db_and_tables",
+    "get_engine",
+    "get_pool",
+    "get_session",
 ]
 
 libpq_version = _core.libpq_version
+
+_DATABASE_NAMES = frozenset(
+    {
+        "async_session_maker",
+        "check_database_connection",
+        "close_db_connection",
+        "create_db_and_tables",
+        "get_engine",
+        "get_pool",
+        "get_session",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The drop-in functions, imported lazily: importing agentdb needs no SQLAlchemy."""
+    if name in _DATABASE_NAMES:
+        from . import database
+
+        return getattr(database, name)
+    if name == "configure":
+        from .settings import configure
+
+        return configure
+    raise AttributeError(f"module 'agentdb' has no attribute {name!r}")

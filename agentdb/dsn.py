@@ -119,7 +119,7 @@ async def resolve_hosts(params: dict[str, str]) -> dict[str, str]:
     out_addrs: list[str] = []
     out_ports: list[str] = []
     errors: list[str] = []
-    for host, port in zip(hosts, ports, strict=False):
+    for host, port in zip(hosts, ports, strict=True):
         if not host or host.startswith("/") or host.startswith("@"):
             out_hosts.append(host)
             out_addrs.append("")

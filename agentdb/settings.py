@@ -1,0 +1,130 @@
+"""agentdb's settings: the one module that reads the environment.
+
+=========================  ==========================================================
+``DATABASE_URL``           default ``postgresql+asyncpg://postgres:postgres@localhost:5432/agentplatform``;
+                           ``postgres://``, ``postgresql://``, ``+asyncpg``, ``+psycopg`` and
+                           ``+agentdb`` URLs all run on agentdb
+``DEBUG``                  ``true`` echoes each statement, its parameters and duration to the
+                           ``agentdb`` logger
+``AGENTDB_POOL_SIZE``      20
+``AGENTDB_MAX_OVERFLOW``   10
+``AGENTDB_POOL_TIMEOUT``   30 (seconds)
+``AGENTDB_POOL_RECYCLE``   3600 (seconds)
+``AGENTDB_PRE_PING``       true
+=========================  ==========================================================
+
+The environment is read once, on first use; ``configure(**overrides)`` changes settings
+afterwards (the next engine is built with them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres:postgres@localhost:5432/agentplatform"
+
+_TRUE = ("1", "true", "yes", "on")
+_SCHEME = re.compile(r"^(postgres|postgresql)(\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What agentdb's drop-in functions are built from."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    debug: bool = False
+    pool_size: int = 20
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_recycle: float = 3600.0
+    pre_ping: bool = True
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """``database_url`` with its scheme turned into ``postgresql+agentdb://``."""
+        return agentdb_url(self.database_url)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{f.name}={hide_password(getattr(self, f.name)) if f.name == 'database_url' else getattr(self, f.name)!r}"  # noqa: E501
+            for f in dataclasses.fields(self)
+        )
+        return f"Settings({fields})"
+
+
+def agentdb_url(url: str) -> str:
+    """Any PostgreSQL URL users have, as a ``postgresql+agentdb://`` URL."""
+    url = url.strip()
+    m = _SCHEME.match(url)
+    if m is None:
+        raise ValueError("DATABASE_URL must be a postgres:// or postgresql[+driver]:// URL")
+    return "postgresql+agentdb://" + url[m.end() :]
+
+
+def hide_password(url: str) -> str:
+    """The URL with its password replaced by ``***``."""
+    return re.sub(r"^([a-z0-9+]+://[^:/?#@]*:)([^@/?#]*)@", r"\1***@", url, flags=re.I)
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in _TRUE
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings read from ``environ`` (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    d = Settings()
+    return Settings(
+        database_url=env.get("DATABASE_URL") or d.database_url,
+        debug=_bool(env.get("DEBUG", "")),
+        pool_size=int(env.get("AGENTDB_POOL_SIZE", d.pool_size)),
+        max_overflow=int(env.get("AGENTDB_MAX_OVERFLOW", d.max_overflow)),
+        pool_timeout=float(env.get("AGENTDB_POOL_TIMEOUT", d.pool_timeout)),
+        pool_recycle=float(env.get("AGENTDB_POOL_RECYCLE", d.pool_recycle)),
+        pre_ping=_bool(env.get("AGENTDB_PRE_PING", "true")),
+    )
+
+
+_current: Settings | None = None
+_generation = 0
+
+
+def get_settings() -> Settings:
+    """The current settings (the environment, read on first call, plus ``configure``)."""
+    global _current
+    if _current is None:
+        _current = from_environ()
+    return _current
+
+
+def configure(**overrides: Any) -> Settings:
+    """Override settings (``database_url``, ``debug``, ``pool_size``, ``max_overflow``,
+    ``pool_timeout``, ``pool_recycle``, ``pre_ping``); the next engine uses them.
+
+    Call it before the first request, or after ``close_db_connection()``; an engine already
+    built is replaced (its pool closed) at its next use.
+    """
+    global _current, _generation
+    names = {f.name for f in dataclasses.fields(Settings)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    _current = dataclasses.replace(get_settings(), **overrides)
+    _generation += 1
+    return _current
+
+
+def reset() -> None:
+    """Forget overrides; the environment is read again on next use."""
+    global _current, _generation
+    _current = None
+    _generation += 1
+
+
+def generation() -> int:
+    """Bumped by ``configure``/``reset``: an engine built earlier is stale."""
+    return _generation
