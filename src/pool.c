@@ -29,6 +29,7 @@ typedef struct {
     PyObject *shared;    /* list of connections running shortcut statements */
     PyObject *resetting; /* list of released connections being drained, rolled back or pinged */
     PyObject *all;       /* weakref.WeakSet of every connection, for terminate() */
+    PyObject *tasks;     /* set of connect tasks in progress, cancelled by terminate() */
     agentdb_Waiter *whead, *wtail;
     Py_ssize_t nwaiters;
     Py_ssize_t opening, in_use, pinging;
@@ -191,7 +192,7 @@ static void pool_open(agentdb_Pool *p)
         goto error;
     }
     r = PyObject_CallMethodOneArg(task, st->str_add_done_callback, p->cb_opened);
-    if (r == NULL) {
+    if (r == NULL || PySet_Add(p->tasks, task) < 0) {
         goto error;
     }
     p->opening++;
@@ -244,6 +245,9 @@ static void pool_on_opened(PyObject *self, PyObject *task)
     agentdb_Pool *p = (agentdb_Pool *)self;
     agentdb_state *st = pool_state(p);
     p->opening--;
+    if (p->tasks != NULL && PySet_Discard(p->tasks, task) < 0) {
+        PyErr_Clear();
+    }
     PyObject *conn = NULL, *exc = NULL;
     PyObject *cancelled = PyObject_CallMethodNoArgs(task, st->str_cancelled);
     if (cancelled == NULL) {
@@ -1217,6 +1221,10 @@ static int Pool_init(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     p->all = PyObject_CallMethod(weakref, "WeakSet", NULL);
     Py_DECREF(weakref);
+    p->tasks = PySet_New(NULL);
+    if (p->tasks == NULL) {
+        return -1;
+    }
     p->cb_timer = agentdb_iohandle_new(st, self, pool_on_timer);
     p->cb_opened = agentdb_iohandle_new(st, self, pool_on_opened);
     p->cb_maint = agentdb_iohandle_new(st, self, pool_on_maintenance);
@@ -1314,6 +1322,19 @@ static PyObject *Pool_terminate(PyObject *self, PyObject *Py_UNUSED(ig))
         pool_close_conn((agentdb_Connection *)PyList_GET_ITEM(all, i));
     }
     Py_DECREF(all);
+    /* Connects in progress are cancelled: their tasks close what they opened. */
+    PyObject *tasks = PySequence_List(p->tasks);
+    if (tasks == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tasks); i++) {
+        PyObject *r = PyObject_CallMethodNoArgs(PyList_GET_ITEM(tasks, i), st->str_cancel);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(tasks);
     pool_close_list(p->idle);
     pool_close_list(p->shared);
     pool_close_list(p->resetting);
@@ -1420,6 +1441,7 @@ static int Pool_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(p->shared);
     Py_VISIT(p->resetting);
     Py_VISIT(p->all);
+    Py_VISIT(p->tasks);
     Py_VISIT(p->drained);
     for (agentdb_Waiter *w = p->whead; w != NULL; w = w->next) {
         Py_VISIT(w->fut);
@@ -1441,6 +1463,7 @@ static int Pool_clear(PyObject *self)
     Py_CLEAR(p->shared);
     Py_CLEAR(p->resetting);
     Py_CLEAR(p->all);
+    Py_CLEAR(p->tasks);
     Py_CLEAR(p->drained);
     return 0;
 }
