@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql.base import (
     PGExecutionContext,
     PGIdentifierPreparer,
 )
+from sqlalchemy.dialects.postgresql.pg_catalog import INT2VECTOR, OIDVECTOR
 from sqlalchemy.dialects.postgresql.types import BYTEA, CITEXT
 from sqlalchemy.engine import processors
 from sqlalchemy.engine.url import URL
@@ -167,6 +168,26 @@ class _Float(_NumericCommon, sqltypes.Float):  # type: ignore[misc]
     pass
 
 
+class _SpaceVectorMixin:
+    """int2vector/oidvector arrive as text ("1 2 3"): a list of ints, as PG reflection wants."""
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, list):
+                return value
+            return [int(p) for p in str(value).split()]
+
+        return process
+
+
+class _INT2VECTOR(_SpaceVectorMixin, INT2VECTOR):
+    pass
+
+
+class _OIDVECTOR(_SpaceVectorMixin, OIDVECTOR):
+    pass
+
+
 class _OID(OID):
     render_bind_cast = True
 
@@ -269,6 +290,8 @@ class AgentdbDialect(PGDialect):
             sqltypes.JSON.JSONStrIndexType: _JSONStrIndexType,
             sqltypes.Enum: _Enum,
             OID: _OID,
+            INT2VECTOR: _INT2VECTOR,
+            OIDVECTOR: _OIDVECTOR,
             REGCLASS: _REGCLASS,
             sqltypes.CHAR: _CHAR,
         },
