@@ -35,7 +35,7 @@ from sqlalchemy.engine import processors
 from sqlalchemy.engine.url import URL
 from sqlalchemy.sql import sqltypes
 
-from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI
+from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI, ddl_generation
 from .pool import AgentdbPool
 
 _DISCONNECT_MESSAGES = (
@@ -227,6 +227,10 @@ class _PGJSONB(pg_json.JSONB):
 
 
 class AgentdbExecutionContext(PGExecutionContext):
+    def pre_exec(self) -> None:
+        if self.isddl:
+            ddl_generation[0] += 1
+
     def create_server_side_cursor(self) -> Any:
         return self._dbapi_connection.cursor(server_side=True)
 
