@@ -18,4 +18,4 @@ psql_admin -d test -c "CREATE SCHEMA IF NOT EXISTS test_schema AUTHORIZATION sco
   CREATE EXTENSION IF NOT EXISTS hstore; CREATE EXTENSION IF NOT EXISTS citext;"
 export PYTHONPATH="${PYTHONPATH:-$PWD}"
 exec "$PY" -m pytest compliance/test_suite.py --db "$DB" -p no:asyncio -p no:cacheprovider \
-  -o filterwarnings= -o addopts= -o timeout=60 -q -rN "$@"
+  -o filterwarnings= -o addopts= -o timeout=60 -q -rfE "$@"

@@ -40,6 +40,13 @@ _ISOLATION_SQL = {
 _SS_BATCH = 100
 _cursor_names = itertools.count(1)
 
+# Bumped by every DDL statement SQLAlchemy runs (AgentdbExecutionContext.pre_exec). A
+# connection that has seen no DDL since its transaction began uses its prepared-statement
+# cache; otherwise it runs unnamed statements until the transaction ends, so a plan cached
+# before a table changed cannot fail the transaction ("cached plan must not change result
+# type"; outside a transaction the core re-prepares such a statement by itself).
+ddl_generation = [0]
+
 
 def _is_stale_statement(error: BaseException) -> bool:
     code = getattr(error, "sqlstate", None)
@@ -240,14 +247,29 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         "readonly",
         "deferrable",
         "_released",
+        "_cache_size",
+        "_command_timeout",
+        "_seen_ddl",
+        "_cache_off",
     )
 
     _connection: Connection  # type: ignore[assignment]
 
-    def __init__(self, dbapi: Any, connection: Connection, pool: Pool | None = None) -> None:
+    def __init__(
+        self,
+        dbapi: Any,
+        connection: Connection,
+        pool: Pool | None = None,
+        cache_size: int = 100,
+        command_timeout: float | None = None,
+    ) -> None:
         self.dbapi = dbapi
         self._connection = connection
         self._pool = pool
+        self._cache_size = cache_size
+        self._command_timeout = command_timeout or 0.0
+        self._seen_ddl = ddl_generation[0]
+        self._cache_off = False
         self.isolation_level: str | None = None
         self._isolation_setting: str | None = None
         self.readonly = False
@@ -258,6 +280,24 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
 
     def _conn(self) -> Connection:
         return self._connection
+
+    def _check_ddl(self) -> None:
+        """DDL ran since this connection last ended a transaction: no cached plans until
+        the next transaction end (outside a transaction the core re-prepares by itself)."""
+        gen = ddl_generation[0]
+        if gen == self._seen_ddl or self._cache_off or self._cache_size <= 0:
+            return
+        if self.isolation_level == "autocommit":
+            self._seen_ddl = gen
+            return
+        self._cache_off = True
+        self._connection._configure(0, self._command_timeout, 5.0)
+
+    def _restore_cache(self) -> None:
+        self._seen_ddl = ddl_generation[0]
+        if self._cache_off:
+            self._cache_off = False
+            self._connection._configure(self._cache_size, self._command_timeout, 5.0)
 
     def _begin_sql(self) -> str | None:
         if self.isolation_level == "autocommit":
@@ -284,6 +324,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         """BEGIN (when due), the statement and an optional follow-up, pipelined."""
         conn = self._connection
         args = tuple(parameters) if parameters else ()
+        self._check_ddl()
         begin = self._begin_sql()
         futs = []
         if begin is not None:
@@ -308,6 +349,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         return results[-1]  # type: ignore[no-any-return]
 
     async def _run_many(self, operation: str, seq_of_parameters: Any) -> None:
+        self._check_ddl()
         begin = self._begin_sql()
         conn = self._connection
         if begin is not None:
@@ -350,6 +392,9 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             await_only(conn._query(sql, ()))
         except Exception as error:
             self._handle_exception(error)
+        finally:
+            if self._cache_off and not conn.is_closed():
+                self._restore_cache()
 
     def rollback(self) -> None:
         self._end("ROLLBACK")
@@ -371,6 +416,8 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             return
         self._released = True
         conn = self._connection
+        if self._cache_off and not conn.is_closed():
+            self._restore_cache()
         if self._pool is not None:
             try:
                 self._pool.release(conn)
@@ -435,7 +482,17 @@ class AgentdbDBAPI(AsyncAdapt_dbapi_module):
             conn = await_only(agentdb.connect(*args, **kw))
         except Exception as error:
             AgentdbAdaptConnection._handle_exception_no_connection(self, error)
-        return AgentdbAdaptConnection(self, conn)
+        return AgentdbAdaptConnection(
+            self, conn, None, kw.get("statement_cache_size", 100), kw.get("command_timeout")
+        )
 
-    def adapt_pooled(self, conn: Connection, pool: Pool) -> AgentdbAdaptConnection:
-        return AgentdbAdaptConnection(self, conn, pool)
+    def adapt_pooled(
+        self, conn: Connection, pool: Pool, connect_kwargs: dict[str, Any]
+    ) -> AgentdbAdaptConnection:
+        return AgentdbAdaptConnection(
+            self,
+            conn,
+            pool,
+            connect_kwargs.get("statement_cache_size", 100),
+            connect_kwargs.get("command_timeout"),
+        )

@@ -29,12 +29,13 @@ from sqlalchemy.dialects.postgresql.base import (
     PGExecutionContext,
     PGIdentifierPreparer,
 )
+from sqlalchemy.dialects.postgresql.pg_catalog import INT2VECTOR, OIDVECTOR
 from sqlalchemy.dialects.postgresql.types import BYTEA, CITEXT
 from sqlalchemy.engine import processors
 from sqlalchemy.engine.url import URL
 from sqlalchemy.sql import sqltypes
 
-from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI
+from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI, ddl_generation
 from .pool import AgentdbPool
 
 _DISCONNECT_MESSAGES = (
@@ -167,6 +168,26 @@ class _Float(_NumericCommon, sqltypes.Float):  # type: ignore[misc]
     pass
 
 
+class _SpaceVectorMixin:
+    """int2vector/oidvector arrive as text ("1 2 3"): a list of ints, as PG reflection wants."""
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, list):
+                return value
+            return [int(p) for p in str(value).split()]
+
+        return process
+
+
+class _INT2VECTOR(_SpaceVectorMixin, INT2VECTOR):
+    pass
+
+
+class _OIDVECTOR(_SpaceVectorMixin, OIDVECTOR):
+    pass
+
+
 class _OID(OID):
     render_bind_cast = True
 
@@ -206,6 +227,10 @@ class _PGJSONB(pg_json.JSONB):
 
 
 class AgentdbExecutionContext(PGExecutionContext):
+    def pre_exec(self) -> None:
+        if self.isddl:
+            ddl_generation[0] += 1
+
     def create_server_side_cursor(self) -> Any:
         return self._dbapi_connection.cursor(server_side=True)
 
@@ -269,6 +294,8 @@ class AgentdbDialect(PGDialect):
             sqltypes.JSON.JSONStrIndexType: _JSONStrIndexType,
             sqltypes.Enum: _Enum,
             OID: _OID,
+            INT2VECTOR: _INT2VECTOR,
+            OIDVECTOR: _OIDVECTOR,
             REGCLASS: _REGCLASS,
             sqltypes.CHAR: _CHAR,
         },
