@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -58,7 +59,10 @@ def client(app: Any) -> httpx.AsyncClient:
 
 def test_import_is_lazy() -> None:
     code = "import sys, agentdb; assert 'sqlalchemy' not in sys.modules; print('ok')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # From a neutral directory: the checkout's agentdb/ (unbuilt) must not shadow the package.
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
     assert out.stdout.strip() == "ok", out.stderr
 
 
@@ -280,6 +284,7 @@ def test_service_in_a_uvicorn_process(service_url: str) -> None:
         [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "service.app:app",
          "--host", "127.0.0.1", "--port", str(port)],
         env=env,
+        cwd=tempfile.gettempdir(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
