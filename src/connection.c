@@ -1804,6 +1804,25 @@ static PyObject *Connection__pending(PyObject *self, PyObject *Py_UNUSED(ig))
     return PyLong_FromSsize_t(((agentdb_Connection *)self)->nops);
 }
 
+/* clear_statement_cache(): forget every cached prepared statement (they are
+   closed on the server with one DEALLOCATE ALL, queued in order).  For code
+   that changed the schema inside a transaction: the next statements are
+   prepared again instead of failing with "cached plan must not change result
+   type". */
+static PyObject *Connection_clear_statement_cache(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (PyDict_GET_SIZE(c->stmts) == 0) {
+        Py_RETURN_NONE;
+    }
+    PyDict_Clear(c->stmts);
+    if (c->state == CONN_READY &&
+        agentdb_connection_internal(c, "DEALLOCATE ALL", 0, NULL, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *Connection__statement_count(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     return PyLong_FromSsize_t(PyDict_GET_SIZE(((agentdb_Connection *)self)->stmts));
@@ -1890,6 +1909,8 @@ static PyMethodDef Connection_methods[] = {
     {"ssl_in_use", Connection_ssl_in_use, METH_NOARGS, NULL},
     {"_pending", Connection__pending, METH_NOARGS, NULL},
     {"_statement_count", Connection__statement_count, METH_NOARGS, NULL},
+    {"clear_statement_cache", Connection_clear_statement_cache, METH_NOARGS,
+     "Forget every cached prepared statement (after DDL inside a transaction)."},
     {"_future_cancelled", Connection__future_cancelled, METH_O, NULL},
     {"_future_abandoned", Connection__future_abandoned, METH_O, NULL},
     {NULL, NULL, 0, NULL},

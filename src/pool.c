@@ -1284,6 +1284,26 @@ static void pool_close_list(PyObject *list)
     }
 }
 
+/* Cancel the connects in progress: their tasks close what they opened, and
+   pool_on_opened frees their slots. 0 => ok, -1 => error set. */
+static int pool_cancel_connects(agentdb_Pool *p)
+{
+    agentdb_state *st = pool_state(p);
+    PyObject *tasks = PySequence_List(p->tasks);
+    if (tasks == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tasks); i++) {
+        PyObject *r = PyObject_CallMethodNoArgs(PyList_GET_ITEM(tasks, i), st->str_cancel);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(tasks);
+    return 0;
+}
+
 /* _begin_close() -> Future resolved when every connection is closed.
    Waiters fail now, idle connections close now; checked-out ones close when
    they come back. */
@@ -1301,6 +1321,11 @@ static PyObject *Pool__begin_close(PyObject *self, PyObject *Py_UNUSED(ig))
     agentdb_timer_cancel(st, &p->maint_timer);
     pool_fail_waiters(p, "the pool is closing");
     pool_close_list(p->idle);
+    /* Nobody waits for a connect in progress any more: cancel it rather than
+       wait for a server that may never answer. */
+    if (pool_cancel_connects(p) < 0) {
+        return NULL;
+    }
     /* Shared connections finish their statements, then close (closing is set). */
     pool_check_drained(p);
     return Py_NewRef(p->drained);
@@ -1322,19 +1347,9 @@ static PyObject *Pool_terminate(PyObject *self, PyObject *Py_UNUSED(ig))
         pool_close_conn((agentdb_Connection *)PyList_GET_ITEM(all, i));
     }
     Py_DECREF(all);
-    /* Connects in progress are cancelled: their tasks close what they opened. */
-    PyObject *tasks = PySequence_List(p->tasks);
-    if (tasks == NULL) {
+    if (pool_cancel_connects(p) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tasks); i++) {
-        PyObject *r = PyObject_CallMethodNoArgs(PyList_GET_ITEM(tasks, i), st->str_cancel);
-        if (r == NULL) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(r);
-    }
-    Py_DECREF(tasks);
     pool_close_list(p->idle);
     pool_close_list(p->shared);
     pool_close_list(p->resetting);

@@ -460,3 +460,17 @@ async def test_cancelled_while_connecting_leaks_nothing(pg_dsn: str, admin_sql: 
         pg_dsn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'cancelconn'"
     )
     assert rows == []
+
+
+async def test_clear_statement_cache_after_ddl_in_a_transaction(conn: agentdb.Connection) -> None:
+    await conn.execute("CREATE TEMP TABLE cc (a int)")
+    assert await conn.fetch("SELECT * FROM cc") == []
+    async with conn.transaction():
+        await conn.execute("ALTER TABLE cc ADD COLUMN b int")
+        conn.clear_statement_cache()
+        assert conn._statement_count() == 0
+        assert await conn.fetch("SELECT * FROM cc") == []
+    # The old statements are gone on the server: only the new SELECT and this query remain.
+    assert await conn.fetchval(
+        "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '__adb_%'"
+    ) == 2

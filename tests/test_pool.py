@@ -349,3 +349,27 @@ async def test_leak_check_many_queries_through_the_pool(pool: agentdb.Pool) -> N
     assert rss[3] - rss[1] < 10_000, rss  # KiB
     await settle(pool)
     assert_all_idle(pool)
+
+
+async def test_close_does_not_wait_for_connects_that_never_finish() -> None:
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)  # never answers
+    port = srv.getsockname()[1]
+    try:
+        p = await agentdb.create_pool(
+            f"postgresql://u@127.0.0.1:{port}/db", min_size=0, timeout=30, pool_timeout=30
+        )
+        waiter = asyncio.ensure_future(p.fetchval("SELECT 1"))
+        await asyncio.sleep(0.1)
+        assert p.stats()["opening"] == 1
+        start = time.monotonic()
+        await p.close(timeout=10)
+        assert time.monotonic() - start < 1.0
+        with pytest.raises(agentdb.InterfaceError):
+            await waiter
+        assert p.stats()["size"] == 0
+    finally:
+        srv.close()
