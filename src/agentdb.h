@@ -65,6 +65,7 @@ typedef struct {
     PyObject *UUID;          /* uuid.UUID */
     PyObject *json_loads;    /* json.loads */
     PyObject *json_dumps;    /* json.dumps */
+    PyObject *json_loads_fast; /* orjson.loads when installed, else NULL */
     PyObject *timezone_utc;  /* datetime.timezone.utc */
     void *datetime_capi;     /* PyDateTime_CAPI*, from the datetime capsule */
     PyObject *codec_cache;   /* free for codecs.c to use (NULL if unused) */

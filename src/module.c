@@ -138,6 +138,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->UUID);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->json_dumps);
+    Py_VISIT(st->json_loads_fast);
     Py_VISIT(st->timezone_utc);
     Py_VISIT(st->codec_cache);
     Py_VISIT(st->get_running_loop);
@@ -171,6 +172,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->UUID);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->json_dumps);
+    Py_CLEAR(st->json_loads_fast);
     Py_CLEAR(st->timezone_utc);
     Py_CLEAR(st->codec_cache);
     Py_CLEAR(st->get_running_loop);
