@@ -176,7 +176,7 @@ async def test_wrong_python_types_are_data_errors(conn: agentdb.Connection) -> N
 async def test_json_numbers_stay_exact(conn: agentdb.Connection) -> None:
     # Whatever JSON parser is in use (orjson when installed), big numbers are not rounded.
     big = 123456789012345678901234567890
-    assert await conn.fetchval("SELECT $1::text::jsonb", '{"big": %d}' % big) == {"big": big}
-    assert await conn.fetchval("SELECT $1::text::json", "[%d, 1.5]" % big) == [big, 1.5]
+    assert await conn.fetchval("SELECT $1::text::jsonb", f'{{"big": {big}}}') == {"big": big}
+    assert await conn.fetchval("SELECT $1::text::json", f"[{big}, 1.5]") == [big, 1.5]
     doc = {"k": [1, "\u00e9", None, True]}
     assert await conn.fetchval("SELECT $1::jsonb", doc) == doc
