@@ -1,5 +1,9 @@
 /* connection.c: Connection, one nonblocking PGconn and its FIFO of statements. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "connection.h"
@@ -280,7 +284,7 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
     agentdb_timer_cancel(st, &c->cancel_timer);
     c->cancel_pending = 0;
     conn_release_pg(c);
-    c->in_flight = 0;
+    c->simple_mode = 0;
     if (c->connect_fut != NULL) {
         PyObject *fut = c->connect_fut;
         c->connect_fut = NULL;
@@ -321,7 +325,15 @@ static void conn_lost(agentdb_Connection *c, const char *context)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Sending */
+/* Sending.
+   The connection stays in libpq's pipeline mode: every statement is its
+   commands plus a sync, so statements queued by several tasks travel
+   together, and an error aborts only its own statement (outside an explicit
+   transaction).  A statement whose SQL is not in the cache first sends
+   Parse + Describe + Sync and nothing after it goes out until that answer is
+   back, because its parameters are encoded for the described types.  A
+   multi-statement execute() (simple protocol) leaves pipeline mode once the
+   pipeline is empty and enters it again after. */
 
 static int conn_flush(agentdb_Connection *c)
 {
@@ -339,10 +351,16 @@ static int conn_flush(agentdb_Connection *c)
     return 0;
 }
 
-static void conn_kick(agentdb_Connection *c);
+static int op_in_flight(const agentdb_Op *op)
+{
+    return op->st == OPST_PHASE1 || op->st == OPST_PHASE2 || op->st == OPST_SIMPLE;
+}
 
-/* Finish the head op: unlink, deliver, free, then start the next one. */
-static void op_finish_head(agentdb_Connection *c)
+static void conn_kick(agentdb_Connection *c);
+static void conn_settle(agentdb_Connection *c);
+
+/* Unlink the head op, deliver its outcome and free it. */
+static void op_pop_deliver(agentdb_Connection *c)
 {
     agentdb_state *st = conn_state(c);
     agentdb_Op *op = c->head;
@@ -353,10 +371,6 @@ static void op_finish_head(agentdb_Connection *c)
     c->nops--;
     op_deliver(c, op);
     op_free(st, op);
-    conn_kick(c);
-    if (c->nops == 0 && c->pool != NULL && c->state == CONN_READY) {
-        agentdb_pool_conn_drained(c->pool, c);
-    }
 }
 
 static int op_set_error(agentdb_Op *op, PyObject *exc)
@@ -390,158 +404,266 @@ static const char *sql_utf8(PyObject *sql)
     return s;
 }
 
-/* Send the next command of the head op. Returns 0 when a command is in
-   flight, 1 when the op is complete without one, -1 when the connection died. */
-static int op_send_step(agentdb_Connection *c, agentdb_Op *op)
+static int pipeline_sync(PGconn *pg)
 {
-    agentdb_state *st = conn_state(c);
-    PGconn *pg = c->pg;
-    int ok = 0;
+#ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
+    return PQsendPipelineSync(pg); /* libpq >= 17: no flush; we flush once per batch */
+#else
+    return PQpipelineSync(pg); /* flushes each time (libpq <= 16) */
+#endif
+}
+
+/* libpq refused to queue a command: the connection is unusable. */
+static int send_failed(agentdb_Connection *c)
+{
+    conn_lost(c, "could not queue a statement");
+    return -1;
+}
+
+/* Look the op's SQL up in the statement cache (LRU: a hit moves to the end).
+   1 => op->stmt set, 0 => not cached. */
+static int op_lookup_stmt(agentdb_Connection *c, agentdb_Op *op)
+{
+    if (c->stmt_cache_size <= 0) {
+        return 0;
+    }
+    PyObject *capsule = PyDict_GetItemWithError(c->stmts, op->sql); /* borrowed */
+    if (capsule == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_INCREF(capsule);
+    Py_XSETREF(op->stmt, capsule);
+    if (PyDict_DelItem(c->stmts, op->sql) < 0 ||
+        PyDict_SetItem(c->stmts, op->sql, capsule) < 0) {
+        PyErr_Clear();
+    }
+    return 1;
+}
+
+/* Phase 1: Parse + Describe + Sync.  0 => sent, -1 => the connection died. */
+static int op_send_describe(agentdb_Connection *c, agentdb_Op *op)
+{
+    char name[32] = "";
     const char *sql = sql_utf8(op->sql);
     if (sql == NULL) {
         op_take_error(op);
-        return 1;
+        op->st = OPST_FAILED;
+        return 0;
     }
-    if (op->kind == OPK_SIMPLE) {
-        ok = PQsendQuery(pg, sql);
+    /* Without a cache (PgBouncer) only the unnamed statement is used. */
+    if (c->stmt_cache_size > 0) {
+        snprintf(name, sizeof(name), "__adb_%lu", ++c->stmt_counter);
     }
-    else if (op->step == STEP_PREPARE) {
-        char name[32] = "";
-        /* Without a cache (PgBouncer) only the unnamed statement is used. */
-        if (c->stmt_cache_size > 0) {
-            snprintf(name, sizeof(name), "__adb_%lu", ++c->stmt_counter);
-        }
-        /* The name travels in op->status until the describe result arrives. */
-        Py_XSETREF(op->status, PyUnicode_FromString(name));
-        if (op->status == NULL) {
-            op_take_error(op);
-            return 1;
-        }
-        ok = PQsendPrepare(pg, name, sql, 0, NULL);
+    Py_XSETREF(op->status, PyUnicode_FromString(name)); /* the name, until described */
+    if (op->status == NULL) {
+        op_take_error(op);
+        op->st = OPST_FAILED;
+        return 0;
     }
-    else if (op->step == STEP_DESCRIBE) {
-        ok = PQsendDescribePrepared(pg, PyUnicode_AsUTF8(op->status));
+    if (!PQsendPrepare(c->pg, name, sql, 0, NULL) || !PQsendDescribePrepared(c->pg, name) ||
+        !pipeline_sync(c->pg)) {
+        return send_failed(c);
     }
-    else if (op->step == STEP_EXEC && op->kind == OPK_QUERY) {
-        agentdb_params p;
-        memset(&p, 0, sizeof(p));
-        if (op->stmt != NULL) {
-            agentdb_Stmt *s = stmt_get(op->stmt);
-            if (agentdb_params_encode(st, &p, op->args, s->ptypes, s->nparams) < 0) {
-                op_take_error(op);
-                return 1;
-            }
-            ok = PQsendQueryPrepared(pg, s->name, p.n, p.values, p.lengths, p.formats,
-                                     s->binary);
-        }
-        else {
-            if (agentdb_params_encode(st, &p, op->args, NULL, 0) < 0) {
-                op_take_error(op);
-                return 1;
-            }
-            ok = PQsendQueryParams(pg, sql, p.n, p.types, p.values, p.lengths, p.formats, 0);
-        }
-        agentdb_params_free(&p);
-    }
-    else if (op->step == STEP_EXEC && op->kind == OPK_MANY) {
-        /* All rows go out in one pipeline with one sync at the end: one round
-           trip, and one implicit transaction, so a failing row sends nothing. */
-        agentdb_Stmt *s = stmt_get(op->stmt);
-        Py_ssize_t n = PyList_GET_SIZE(op->args);
-        if (n == 0) {
-            return 1;
-        }
-        if (!PQenterPipelineMode(pg)) {
-            op_set_error(op, agentdb_error_from_conn(st, pg, st->InterfaceError,
-                                                     "could not start a pipeline", c->secret));
-            return 1;
-        }
-        c->pipeline = 1;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            agentdb_params p;
-            memset(&p, 0, sizeof(p));
-            if (agentdb_params_encode(st, &p, PyList_GET_ITEM(op->args, i), s->ptypes,
-                                      s->nparams) < 0) {
-                /* Rows already queued would commit with the sync: abort the
-                   pipeline's implicit transaction with a statement that fails. */
-                op_take_error(op);
-                PQsendQueryParams(pg, "SELECT 1/0 -- agentdb: abort executemany", 0, NULL,
-                                  NULL, NULL, NULL, 0);
-                break;
-            }
-            ok = PQsendQueryPrepared(pg, s->name, p.n, p.values, p.lengths, p.formats, 0);
-            agentdb_params_free(&p);
-            if (!ok) {
-                break;
-            }
-        }
-        ok = PQpipelineSync(pg);
-    }
-    else {
-        return 1;
-    }
-    if (!ok) {
-        if (PQstatus(pg) != CONNECTION_OK) {
-            conn_lost(c, "could not send to the server");
-            return -1;
-        }
-        op_set_error(op, agentdb_error_from_conn(st, pg, st->InterfaceError, NULL, c->secret));
-        return 1;
-    }
-    c->in_flight = 1;
-    if (conn_flush(c) < 0) {
-        return -1;
-    }
+    op->st = OPST_PHASE1;
+    op->step = STEP_PREPARE;
+    op->phase_cmds = 2;
     return 0;
 }
 
-/* Decide the first step of an op now at the head. */
-static void op_begin(agentdb_Connection *c, agentdb_Op *op)
+/* Phase 2: the statement itself + Sync.  0 => sent (or failed before sending:
+   op->st == OPST_FAILED), -1 => the connection died. */
+static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
 {
-    if (op->kind == OPK_SIMPLE) {
-        op->step = STEP_EXEC;
-        return;
+    agentdb_state *st = conn_state(c);
+    PGconn *pg = c->pg;
+    agentdb_Stmt *s = op->stmt ? stmt_get(op->stmt) : NULL;
+    int ok = 1, ncmds = 1;
+    const char *sql = sql_utf8(op->sql);
+    if (sql == NULL) {
+        op_take_error(op);
+        op->st = OPST_FAILED;
+        return 0;
     }
-    if (c->stmt_cache_size <= 0 && op->kind == OPK_QUERY) {
-        op->step = STEP_EXEC; /* unnamed statement, parameters typed by the server */
-        return;
+    if (op->kind == OPK_PLAIN) {
+        ok = PQsendQueryParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
     }
-    PyObject *capsule = PyDict_GetItemWithError(c->stmts, op->sql); /* borrowed */
-    if (capsule != NULL) {
-        Py_INCREF(capsule);
-        op->stmt = capsule;
-        op->step = STEP_EXEC;
-        /* LRU: move it to the end. */
-        if (PyDict_DelItem(c->stmts, op->sql) < 0 ||
-            PyDict_SetItem(c->stmts, op->sql, capsule) < 0) {
-            PyErr_Clear();
+    else if (op->kind == OPK_QUERY) {
+        agentdb_params p;
+        memset(&p, 0, sizeof(p));
+        if (agentdb_params_encode(st, &p, op->args, s ? s->ptypes : NULL, s ? s->nparams : 0) <
+            0) {
+            op_take_error(op);
+            op->st = OPST_FAILED;
+            return 0;
         }
-        return;
+        ok = s ? PQsendQueryPrepared(pg, s->name, p.n, p.values, p.lengths, p.formats,
+                                     s->binary)
+               : PQsendQueryParams(pg, sql, p.n, p.types, p.values, p.lengths, p.formats, 0);
+        agentdb_params_free(&p);
     }
-    PyErr_Clear();
-    op->step = STEP_PREPARE;
+    else { /* OPK_MANY: every row, one sync: one implicit transaction (atomic) */
+        Py_ssize_t n = PyList_GET_SIZE(op->args);
+        agentdb_params *ps = PyMem_Calloc(n > 0 ? n : 1, sizeof(*ps));
+        if (ps == NULL) {
+            PyErr_NoMemory();
+            op_take_error(op);
+            op->st = OPST_FAILED;
+            return 0;
+        }
+        /* Encode every row before sending any: a bad row sends nothing. */
+        Py_ssize_t done = 0;
+        for (; done < n; done++) {
+            if (agentdb_params_encode(st, &ps[done], PyList_GET_ITEM(op->args, done), s->ptypes,
+                                      s->nparams) < 0) {
+                op_take_error(op);
+                break;
+            }
+        }
+        if (done == n) {
+            for (Py_ssize_t i = 0; ok && i < n; i++) {
+                ok = PQsendQueryPrepared(pg, s->name, ps[i].n, ps[i].values, ps[i].lengths,
+                                         ps[i].formats, 0);
+            }
+        }
+        for (Py_ssize_t i = 0; i < done; i++) {
+            agentdb_params_free(&ps[i]);
+        }
+        PyMem_Free(ps);
+        if (done != n) {
+            op->st = OPST_FAILED;
+            return 0;
+        }
+        ncmds = (int)n;
+    }
+    if (!ok || !pipeline_sync(pg)) {
+        return send_failed(c);
+    }
+    op->st = OPST_PHASE2;
+    op->step = STEP_EXEC;
+    op->phase_cmds = ncmds;
+    return 0;
 }
 
-/* Start commands until one is in flight or the FIFO is empty. */
+/* A multi-statement execute(): the simple protocol, outside pipeline mode. */
+static int op_send_simple(agentdb_Connection *c, agentdb_Op *op)
+{
+    const char *sql = sql_utf8(op->sql);
+    if (sql == NULL) {
+        op_take_error(op);
+        op->st = OPST_FAILED;
+        return 0;
+    }
+    if (!PQexitPipelineMode(c->pg)) {
+        return send_failed(c);
+    }
+    c->simple_mode = 1;
+    if (!PQsendQuery(c->pg, sql)) {
+        return send_failed(c);
+    }
+    op->st = OPST_SIMPLE;
+    op->step = STEP_EXEC;
+    return 0;
+}
+
+static void set_cork(agentdb_Connection *c, int on)
+{
+    /* Statements queued in one loop iteration leave in as few segments as
+       possible (libpq <= 16 flushes at every sync).  Only TCP has a cork. */
+    int fd = PQsocket(c->pg);
+    if (fd >= 0) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+    }
+}
+
+/* Send every queued statement that may go now, in order. */
 static void conn_kick(agentdb_Connection *c)
 {
-    while (c->state == CONN_READY && !c->in_flight && c->head != NULL && !c->cancel_pending) {
-        agentdb_Op *op = c->head;
-        if (op->abandoned && op->step == STEP_START) {
-            op_finish_head(c);
-            return;
+    if (c->state != CONN_READY || c->cancel_pending || c->simple_mode) {
+        return;
+    }
+    int sent = 0, corked = 0, before_in_flight = 0, r = 0;
+    for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
+        if (op->st == OPST_PHASE2 || op->st == OPST_FAILED) {
+            before_in_flight |= op->st == OPST_PHASE2;
+            continue;
         }
-        if (op->step == STEP_START) {
-            op_begin(c, op);
+        if (op->st != OPST_QUEUED && op->st != OPST_READY2) {
+            break; /* a describe in flight is a barrier */
         }
-        int r = op_send_step(c, op);
+        if (op->abandoned) {
+            continue; /* settled by conn_settle */
+        }
+        if (op->st == OPST_QUEUED && op->kind == OPK_SIMPLE) {
+            if (before_in_flight || op != c->head) {
+                break; /* waits for the pipeline to drain */
+            }
+            r = op_send_simple(c, op);
+            sent++;
+            break;
+        }
+        if (sent == 1 && !corked) {
+            set_cork(c, 1);
+            corked = 1;
+        }
+        if (op->st == OPST_QUEUED && op->kind != OPK_PLAIN &&
+            (op->kind == OPK_MANY || c->stmt_cache_size > 0) && !op_lookup_stmt(c, op)) {
+            r = op_send_describe(c, op);
+            sent++;
+            break;
+        }
+        r = op_send_exec(c, op);
         if (r < 0) {
             return;
         }
-        if (r == 1) {
-            op_finish_head(c);
+        sent++;
+        before_in_flight |= op->st == OPST_PHASE2;
+    }
+    if (r < 0) {
+        return;
+    }
+    if (corked) {
+        set_cork(c, 0);
+    }
+    if (sent) {
+        conn_flush(c);
+    }
+}
+
+static void conn_on_kick(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    c->kick_scheduled = 0;
+    conn_kick(c);
+    conn_settle(c);
+}
+
+/* Finish the ops at the head that have nothing in flight (failed before
+   sending, abandoned between describe and execute), send what may go, and
+   tell the pool when the FIFO is empty. */
+static void conn_settle(agentdb_Connection *c)
+{
+    for (;;) {
+        while (c->state == CONN_READY && c->head != NULL &&
+               (c->head->st == OPST_FAILED ||
+                (c->head->st == OPST_READY2 && c->head->abandoned))) {
+            op_pop_deliver(c);
+        }
+        if (c->state != CONN_READY) {
             return;
         }
+        conn_kick(c);
+        if (c->state != CONN_READY) {
+            return;
+        }
+        if (c->head == NULL || !(c->head->st == OPST_FAILED ||
+                                 (c->head->st == OPST_READY2 && c->head->abandoned))) {
+            break;
+        }
+    }
+    if (c->state == CONN_READY && c->nops == 0 && c->pool != NULL) {
+        agentdb_pool_conn_drained(c->pool, c);
     }
 }
 
@@ -755,63 +877,35 @@ static int is_stale_statement_error(agentdb_state *st, PyObject *exc)
     return stale;
 }
 
-static void conn_evict_statements(agentdb_Connection *c);
-
-/* Send the head op's next step; finish it when no command went out. */
-static void op_continue(agentdb_Connection *c, agentdb_Op *op)
+/* Evict the least recently used statements beyond the cache size, closing
+   them on the server with an internal DEALLOCATE queued at the tail. */
+static void conn_evict_statements(agentdb_Connection *c)
 {
-    if (op_send_step(c, op) == 1) {
-        op_finish_head(c);
+    while (PyDict_GET_SIZE(c->stmts) > c->stmt_cache_size) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        if (!PyDict_Next(c->stmts, &pos, &key, &value)) {
+            break;
+        }
+        agentdb_Stmt *s = stmt_get(value);
+        char sql[64];
+        snprintf(sql, sizeof(sql), "DEALLOCATE %s", s ? s->name : "ALL");
+        Py_INCREF(key);
+        if (PyDict_DelItem(c->stmts, key) < 0) {
+            PyErr_Clear();
+        }
+        Py_DECREF(key);
+        if (agentdb_connection_internal(c, sql, 0, NULL, NULL) < 0) {
+            PyErr_Clear();
+        }
     }
 }
 
-/* The head op's command finished (PQgetResult returned NULL). */
-static void op_command_done(agentdb_Connection *c)
+/* The op's final result, by mode, once its last result has been read. */
+static void op_finalize(agentdb_Op *op)
 {
-    agentdb_state *st = conn_state(c);
-    agentdb_Op *op = c->head;
-    if (op == NULL) {
-        return;
-    }
     if (op->error != NULL) {
-        if (op->step == STEP_EXEC && op->stmt != NULL && !op->retried &&
-            is_stale_statement_error(st, op->error)) {
-            /* The cached plan went stale: forget every cached statement and,
-               outside a transaction, prepare again transparently. */
-            PyDict_Clear(c->stmts);
-            if (PQtransactionStatus(c->pg) == PQTRANS_IDLE && !op->abandoned) {
-                op->retried = 1;
-                Py_CLEAR(op->error);
-                Py_CLEAR(op->stmt);
-                op->step = STEP_PREPARE;
-                op_continue(c, op);
-                return;
-            }
-        }
-        op_finish_head(c);
         return;
-    }
-    switch (op->step) {
-    case STEP_PREPARE:
-        op->step = STEP_DESCRIBE;
-        op_continue(c, op);
-        return;
-    case STEP_DESCRIBE:
-        if (op->stmt != NULL && c->stmt_cache_size > 0) {
-            if (PyDict_SetItem(c->stmts, op->sql, op->stmt) < 0) {
-                PyErr_Clear();
-            }
-            conn_evict_statements(c);
-        }
-        if (op->abandoned) {
-            op_finish_head(c);
-            return;
-        }
-        op->step = STEP_EXEC;
-        op_continue(c, op);
-        return;
-    default:
-        break;
     }
     if (op->mode == AGENTDB_MODE_STATUS || op->mode == AGENTDB_MODE_NONE) {
         Py_XSETREF(op->result, op->mode == AGENTDB_MODE_STATUS && op->status
@@ -845,38 +939,56 @@ static void op_command_done(agentdb_Connection *c)
             op_take_error(op);
         }
     }
-    op_finish_head(c);
 }
 
-/* Evict the least recently used statements beyond the cache size, closing
-   them on the server with an internal DEALLOCATE queued at the tail. */
-static void conn_evict_statements(agentdb_Connection *c)
+/* The head op's sync arrived: its phase is complete. */
+static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
 {
-    while (PyDict_GET_SIZE(c->stmts) > c->stmt_cache_size) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        if (!PyDict_Next(c->stmts, &pos, &key, &value)) {
-            break;
+    agentdb_state *st = conn_state(c);
+    if (op->st == OPST_PHASE1) {
+        if (op->error == NULL && op->stmt != NULL && c->stmt_cache_size > 0) {
+            if (PyDict_SetItem(c->stmts, op->sql, op->stmt) < 0) {
+                PyErr_Clear();
+            }
+            conn_evict_statements(c);
         }
-        agentdb_Stmt *s = stmt_get(value);
-        char sql[64];
-        snprintf(sql, sizeof(sql), "DEALLOCATE %s", s ? s->name : "ALL");
-        Py_INCREF(key);
-        if (PyDict_DelItem(c->stmts, key) < 0) {
-            PyErr_Clear();
+        if (op->error != NULL || op->abandoned) {
+            op_pop_deliver(c);
+            return;
         }
-        Py_DECREF(key);
-        if (agentdb_connection_internal(c, sql, 0, NULL, NULL) < 0) {
-            PyErr_Clear();
-        }
+        op->st = OPST_READY2; /* conn_kick sends it next: it is the head */
+        return;
     }
+    if (op->error != NULL && op->stmt != NULL && !op->retried && !op->abandoned &&
+        (op->next == NULL || !op_in_flight(op->next)) &&
+        PQtransactionStatus(c->pg) == PQTRANS_IDLE && is_stale_statement_error(st, op->error)) {
+        /* The cached plan went stale (schema change, DISCARD ALL): forget the
+           cache and, outside a transaction and with nothing sent after it,
+           prepare again transparently. */
+        PyDict_Clear(c->stmts);
+        op->retried = 1;
+        Py_CLEAR(op->error);
+        Py_CLEAR(op->stmt);
+        Py_CLEAR(op->result);
+        op->st = OPST_QUEUED;
+        return;
+    }
+    if (op->error != NULL && op->stmt != NULL && is_stale_statement_error(st, op->error)) {
+        PyDict_Clear(c->stmts);
+    }
+    op_finalize(op);
+    op_pop_deliver(c);
 }
 
 /* Read and dispatch everything that is ready without blocking. */
 static void conn_process(agentdb_Connection *c)
 {
     PGconn *pg = c->pg;
-    while (c->state == CONN_READY && c->in_flight) {
+    while (c->state == CONN_READY) {
+        agentdb_Op *op = c->head;
+        if (op == NULL || !op_in_flight(op)) {
+            break;
+        }
         if (c->copy_out_discard) {
             char *buf = NULL;
             int n;
@@ -884,44 +996,50 @@ static void conn_process(agentdb_Connection *c)
                 PQfreemem(buf);
             }
             if (n == 0) {
-                return; /* wait for more */
+                break; /* wait for more */
             }
             c->copy_out_discard = 0;
         }
         if (PQisBusy(pg)) {
-            return;
+            break;
         }
         PGresult *res = PQgetResult(pg);
-        agentdb_Op *op = c->head;
-        if (c->pipeline) {
+        if (op->st == OPST_SIMPLE) {
             if (res == NULL) {
-                continue; /* the end of one row's results */
-            }
-            ExecStatusType s = PQresultStatus(res);
-            if (op != NULL) {
-                op_take_result(c, op, res);
-            }
-            PQclear(res);
-            if (s == PGRES_PIPELINE_SYNC) {
-                c->pipeline = 0;
-                c->in_flight = 0;
-                if (!PQexitPipelineMode(pg)) {
-                    conn_lost(c, "could not leave pipeline mode");
+                c->simple_mode = 0;
+                if (!PQenterPipelineMode(pg)) {
+                    conn_lost(c, "could not enter pipeline mode");
                     return;
                 }
-                op_command_done(c);
+                op_finalize(op);
+                op_pop_deliver(c);
+                continue;
             }
+            op_take_result(c, op, res);
+            PQclear(res);
             continue;
         }
         if (res == NULL) {
-            c->in_flight = 0;
-            op_command_done(c);
+            /* The end of one command's results. */
+            if (op->phase_cmds <= 0) {
+                break;
+            }
+            op->phase_cmds--;
+            if (op->step == STEP_PREPARE) {
+                op->step = STEP_DESCRIBE;
+            }
             continue;
         }
-        if (op != NULL) {
-            op_take_result(c, op, res);
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            op_phase_done(c, op);
+            continue;
         }
+        op_take_result(c, op, res);
         PQclear(res);
+    }
+    if (c->state == CONN_READY) {
+        conn_settle(c);
     }
 }
 
@@ -979,6 +1097,10 @@ static void conn_connect_step(agentdb_Connection *c)
         conn_connect_fail(c, "could not set nonblocking mode");
         return;
     }
+    if (!PQenterPipelineMode(c->pg)) {
+        conn_connect_fail(c, "could not enter pipeline mode");
+        return;
+    }
     c->cancel = PQgetCancel(c->pg);
     c->state = CONN_READY;
     c->created_at = c->last_used = agentdb_monotonic();
@@ -1028,7 +1150,7 @@ static void conn_on_read(PyObject *self, PyObject *arg)
         return;
     }
     conn_process(c);
-    if (c->state == CONN_READY && !c->in_flight && PQstatus(c->pg) != CONNECTION_OK) {
+    if (c->state == CONN_READY && PQstatus(c->pg) != CONNECTION_OK) {
         conn_lost(c, NULL);
     }
 }
@@ -1082,7 +1204,7 @@ static void conn_on_cancel_done(PyObject *self, PyObject *arg)
     agentdb_Connection *c = (agentdb_Connection *)self;
     if (c->cancel_pending > 0 && --c->cancel_pending == 0) {
         agentdb_timer_cancel(conn_state(c), &c->cancel_timer);
-        conn_kick(c);
+        conn_settle(c);
     }
 }
 
@@ -1126,16 +1248,17 @@ fail:
     PyMem_RawFree(job);
 }
 
-/* The awaiter of `op` is gone (future cancelled or deadline passed). A
-   statement not started is dropped; one on the server is cancelled there, and
-   if its effect does not arrive within cancel_grace the connection is closed. */
+/* The awaiter of `op` is gone (future cancelled or deadline passed).  A
+   statement not sent is dropped.  One on the server is cancelled there only
+   when nothing was sent after it (a cancel request hits whatever runs when it
+   arrives); if its effect does not come within cancel_grace the connection is
+   closed.  Either way its result is discarded. */
 static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
 {
     agentdb_state *st = conn_state(c);
     op->abandoned = 1;
     agentdb_timer_cancel(st, &op->timer);
-    if (op != c->head || (!c->in_flight && op->step == STEP_START)) {
-        /* Not started: unlink it now. */
+    if (op->st == OPST_QUEUED || (op->st == OPST_FAILED && op != c->head)) {
         agentdb_Op **pp = &c->head, *prev = NULL;
         while (*pp != NULL && *pp != op) {
             prev = *pp;
@@ -1148,13 +1271,15 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
             }
             c->nops--;
             op_free(st, op);
-            if (c->nops == 0 && c->pool != NULL && c->state == CONN_READY) {
-                agentdb_pool_conn_drained(c->pool, c);
-            }
         }
+        conn_settle(c);
         return;
     }
-    if (!op->cancel_sent) {
+    if (!op_in_flight(op)) {
+        conn_settle(c); /* READY2 or FAILED at the head: finished there */
+        return;
+    }
+    if (op == c->head && !op->cancel_sent && (op->next == NULL || !op_in_flight(op->next))) {
         op->cancel_sent = 1;
         conn_request_cancel(c);
         PyObject *id = PyLong_FromUnsignedLongLong(op->id);
@@ -1300,8 +1425,18 @@ static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
     c->tail = op;
     c->nops++;
     c->last_used = agentdb_monotonic();
-    if (!c->in_flight && c->head == op) {
-        conn_kick(c);
+    if (c->head == op) {
+        conn_settle(c); /* alone: it leaves now, no batching delay */
+    }
+    else if (!c->kick_scheduled) {
+        /* Others are in flight: send everything queued in this loop iteration
+           together, on the next one. */
+        PyObject *h = PyObject_CallMethodOneArg(c->loop, st->str_call_soon, c->cb_kick);
+        if (h == NULL) {
+            return -1;
+        }
+        Py_DECREF(h);
+        c->kick_scheduled = 1;
     }
     return 0;
 }
@@ -1316,7 +1451,7 @@ int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double t
     if (text == NULL) {
         return -1;
     }
-    agentdb_Op *op = op_new(c, OPK_SIMPLE, AGENTDB_MODE_STATUS, text, NULL);
+    agentdb_Op *op = op_new(c, OPK_PLAIN, AGENTDB_MODE_STATUS, text, NULL);
     Py_DECREF(text);
     if (op == NULL) {
         return -1;
@@ -1324,6 +1459,26 @@ int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double t
     op->done = done;
     op->done_arg = done_arg;
     return conn_enqueue(c, op, timeout);
+}
+
+/* 1 when `sql` is certainly one statement that the extended protocol can
+   run in a pipeline: no ';' at all (a ';' inside a literal just takes the
+   simple protocol, which is also correct) and not COPY (not pipelined). */
+static int is_single_statement(PyObject *sql)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(sql, &n);
+    if (s == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (memchr(s, ';', (size_t)n) != NULL) {
+        return 0;
+    }
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') {
+        s++;
+    }
+    return !(strncasecmp(s, "COPY", 4) == 0);
 }
 
 int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode,
@@ -1337,6 +1492,13 @@ int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, in
         PyErr_Format(PyExc_TypeError, "the query must be a str, not %.100s",
                      Py_TYPE(sql)->tp_name);
         return -1;
+    }
+    if (kind == OPK_SIMPLE && (args == NULL || PyTuple_GET_SIZE(args) == 0) &&
+        is_single_statement(sql)) {
+        kind = OPK_PLAIN; /* pipelined like the rest, extended protocol */
+    }
+    else if (kind == OPK_SIMPLE && args != NULL && PyTuple_GET_SIZE(args) > 0) {
+        kind = OPK_QUERY;
     }
     agentdb_Op *op = op_new(c, kind, mode, sql, args);
     if (op == NULL) {
@@ -1445,9 +1607,6 @@ static PyObject *conn_query(agentdb_Connection *c, int kind, int mode, PyObject 
     if (parse_query_args(args, nargs, kwnames, &sql, &rest, &timeout, &column,
                          allow_column) < 0) {
         return NULL;
-    }
-    if (kind == OPK_SIMPLE && PyTuple_GET_SIZE(rest) > 0) {
-        kind = OPK_QUERY; /* execute() with arguments: one statement, extended protocol */
     }
     fut = agentdb_future_new(st, c->loop, NULL);
     if (fut == NULL) {
@@ -1644,7 +1803,8 @@ static PyObject *Connection__connect(PyObject *self, PyObject *args)
     c->cb_read = c->io ? Py_NewRef(c->io) : NULL;
     c->cb_write = wio;
     c->cb_timer = tio;
-    if (c->io == NULL || wio == NULL || tio == NULL) {
+    c->cb_kick = agentdb_iohandle_new(st, self, conn_on_kick);
+    if (c->io == NULL || wio == NULL || tio == NULL || c->cb_kick == NULL) {
         goto error;
     }
     fut = agentdb_future_new(st, c->loop, self);
@@ -2001,6 +2161,8 @@ static void Connection_dealloc(PyObject *self)
     agentdb_iohandle_detach(c->io);
     agentdb_iohandle_detach(c->cb_write);
     agentdb_iohandle_detach(c->cb_timer);
+    agentdb_iohandle_detach(c->cb_kick);
+    Py_CLEAR(c->cb_kick);
     Py_CLEAR(c->io);
     Py_CLEAR(c->cb_read);
     Py_CLEAR(c->cb_write);

@@ -22,7 +22,19 @@ enum {
     AGENTDB_MODE_NONE,   /* None */
 };
 
-enum { OPK_QUERY, OPK_SIMPLE, OPK_MANY };
+/* OPK_PLAIN: one statement without arguments or preparation (transaction
+   control, DDL, internal statements); OPK_SIMPLE: the simple protocol, for
+   several statements in one string. */
+enum { OPK_QUERY, OPK_SIMPLE, OPK_MANY, OPK_PLAIN };
+/* Where an op is in the pipeline. */
+enum {
+    OPST_QUEUED, /* nothing sent */
+    OPST_PHASE1, /* Parse + Describe + Sync in flight */
+    OPST_READY2, /* described; the statement itself not sent yet */
+    OPST_PHASE2, /* the statement + Sync in flight */
+    OPST_SIMPLE, /* a simple-protocol query in flight (outside pipeline mode) */
+    OPST_FAILED, /* failed before sending (its error is set); finished at the head */
+};
 enum { STEP_START, STEP_PREPARE, STEP_DESCRIBE, STEP_EXEC };
 enum { CONN_NEW, CONN_CONNECTING, CONN_READY, CONN_CLOSED };
 
@@ -42,7 +54,9 @@ struct agentdb_Op {
     unsigned long long id;
     int kind;      /* OPK_* */
     int mode;      /* AGENTDB_MODE_* */
-    int step;      /* STEP_* */
+    int step;      /* STEP_*: what the results being read belong to */
+    int st;        /* OPST_* */
+    int phase_cmds; /* commands of the phase in flight whose results are not all read */
     int column;    /* fetchval's column */
     int abandoned; /* its awaiter is gone (cancelled, timed out): drop the result */
     int cancel_sent;
@@ -67,13 +81,13 @@ struct agentdb_Connection {
     int state;     /* CONN_* */
     int reader_fd; /* -1 when no reader is registered */
     int writer_fd; /* -1 when no writer is registered */
-    int in_flight; /* a command was sent and its results are not all read */
-    int pipeline;  /* in libpq pipeline mode (executemany) */
+    int simple_mode;    /* out of pipeline mode for a simple-protocol query */
+    int kick_scheduled; /* a send of everything queued is due on the next iteration */
     int copy_out_discard;
     long pid;      /* the process that opened it: a forked child never touches it */
     PyObject *loop;
     PyObject *io;  /* IOHandle: what the loop holds instead of us */
-    PyObject *cb_read, *cb_write, *cb_timer;
+    PyObject *cb_read, *cb_write, *cb_timer, *cb_kick;
     agentdb_Op *head, *tail;
     Py_ssize_t nops;
     unsigned long long next_op_id;
