@@ -43,6 +43,7 @@ typedef struct {
     PyTypeObject *AcquireContextType;
     PyTypeObject *RecordType;
     PyTypeObject *RecordDescType;
+    PyTypeObject *RecordIterType;
     PyTypeObject *IOHandleType;
 
     /* PEP 249 exception hierarchy (errors.c). */

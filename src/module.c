@@ -120,6 +120,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->AcquireContextType);
     Py_VISIT(st->RecordType);
     Py_VISIT(st->RecordDescType);
+    Py_VISIT(st->RecordIterType);
     Py_VISIT(st->IOHandleType);
     Py_VISIT(st->Error);
     Py_VISIT(st->Warning);
@@ -154,6 +155,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->AcquireContextType);
     Py_CLEAR(st->RecordType);
     Py_CLEAR(st->RecordDescType);
+    Py_CLEAR(st->RecordIterType);
     Py_CLEAR(st->IOHandleType);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->Warning);

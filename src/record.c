@@ -361,18 +361,90 @@ error:
     return result;
 }
 
-/* iter(rec): the values.  A tuple iterator over a copy is faster than a
-   sequence iterator, which ends by raising IndexError. */
+/* iter(rec): the values, without copying them into a tuple first (rows are
+   iterated once each in the common case: `for v in row`, `tuple(row)`). */
+typedef struct {
+    PyObject_HEAD
+    agentdb_Record *rec; /* NULL once exhausted */
+    Py_ssize_t i;
+} agentdb_RecordIter;
+
 static PyObject *record_iter(agentdb_Record *self)
 {
-    PyObject *t = record_as_tuple(self), *it;
-    if (t == NULL) {
+    agentdb_state *st = agentdb_state_from_type(Py_TYPE(self));
+    agentdb_RecordIter *it = PyObject_GC_New(agentdb_RecordIter, st->RecordIterType);
+    if (it == NULL) {
         return NULL;
     }
-    it = PyObject_GetIter(t);
-    Py_DECREF(t);
-    return it;
+    it->rec = (agentdb_Record *)Py_NewRef((PyObject *)self);
+    it->i = 0;
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
 }
+
+static PyObject *recorditer_next(agentdb_RecordIter *it)
+{
+    agentdb_Record *rec = it->rec;
+    if (rec == NULL) {
+        return NULL;
+    }
+    if (it->i < Py_SIZE(rec)) {
+        return Py_NewRef(rec->values[it->i++]);
+    }
+    it->rec = NULL;
+    Py_DECREF(rec);
+    return NULL;
+}
+
+static PyObject *recorditer_length_hint(agentdb_RecordIter *it, PyObject *Py_UNUSED(ig))
+{
+    return PyLong_FromSsize_t(it->rec ? Py_SIZE(it->rec) - it->i : 0);
+}
+
+static int recorditer_traverse(agentdb_RecordIter *it, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(it));
+    Py_VISIT(it->rec);
+    return 0;
+}
+
+static int recorditer_clear(agentdb_RecordIter *it)
+{
+    Py_CLEAR(it->rec);
+    return 0;
+}
+
+static void recorditer_dealloc(agentdb_RecordIter *it)
+{
+    PyTypeObject *tp = Py_TYPE(it);
+    PyObject_GC_UnTrack(it);
+    Py_CLEAR(it->rec);
+    PyObject_GC_Del(it);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef recorditer_methods[] = {
+    {"__length_hint__", (PyCFunction)recorditer_length_hint, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot recorditer_slots[] = {
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, recorditer_next},
+    {Py_tp_methods, recorditer_methods},
+    {Py_tp_traverse, recorditer_traverse},
+    {Py_tp_clear, recorditer_clear},
+    {Py_tp_dealloc, recorditer_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec recorditer_spec = {
+    .name = "agentdb.RecordIterator",
+    .basicsize = sizeof(agentdb_RecordIter),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = recorditer_slots,
+};
 
 static PyObject *record_keys(agentdb_Record *self, PyObject *Py_UNUSED(ignored))
 {
@@ -566,6 +638,11 @@ int agentdb_record_setup(PyObject *module, agentdb_state *st)
     st->RecordDescType =
         (PyTypeObject *)PyType_FromModuleAndSpec(module, &recorddesc_spec, NULL);
     if (st->RecordDescType == NULL) {
+        return -1;
+    }
+    st->RecordIterType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &recorditer_spec, NULL);
+    if (st->RecordIterType == NULL) {
         return -1;
     }
     st->RecordType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &record_spec, NULL);
