@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import _core
@@ -24,6 +25,41 @@ class Connection(_core.Connection):
 
     _transactions: list[Transaction]
 
+    async def add_listener(
+        self, channel: str, callback: Callable[[Connection, int, str, str], Any]
+    ) -> None:
+        """LISTEN on ``channel``; each NOTIFY calls ``callback(conn, pid, channel, payload)``
+        on the loop. A pooled connection forgets its listeners when released."""
+        listeners = self._listeners()
+        callbacks = listeners.get(channel)
+        if callbacks is None:
+            await self.execute(f"LISTEN {_quote_ident(channel)}")
+            callbacks = listeners.setdefault(channel, [])
+        callbacks.append(callback)
+
+    async def remove_listener(
+        self, channel: str, callback: Callable[[Connection, int, str, str], Any]
+    ) -> None:
+        """Stop calling ``callback`` for ``channel`` (UNLISTEN when it was the last)."""
+        listeners = self._listeners()
+        callbacks = listeners.get(channel, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks and channel in listeners:
+            del listeners[channel]
+            if not self.is_closed():
+                await self.execute(f"UNLISTEN {_quote_ident(channel)}")
+
+    def add_log_listener(self, callback: Callable[[Connection, _core.Error], Any]) -> None:
+        """Call ``callback(conn, message)`` for each NOTICE/WARNING the server sends;
+        ``message`` is an exception instance with ``.severity``, ``.sqlstate``, ..."""
+        self._notice_handlers().append(callback)
+
+    def remove_log_listener(self, callback: Callable[[Connection, _core.Error], Any]) -> None:
+        handlers = self._notice_handlers()
+        if callback in handlers:
+            handlers.remove(callback)
+
     def transaction(
         self,
         *,
@@ -33,6 +69,10 @@ class Connection(_core.Connection):
     ) -> Transaction:
         """A transaction block: ``async with conn.transaction(): ...`` (nested: savepoints)."""
         return Transaction(self, isolation=isolation, readonly=readonly, deferrable=deferrable)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 async def connect(

@@ -1043,12 +1043,34 @@ static void conn_process(agentdb_Connection *c)
     }
 }
 
+/* Deliver NOTIFY messages to the listeners of their channel, each call
+   scheduled on the loop (callback(conn, pid, channel, payload)): a listener
+   that raises reaches the loop's exception handler, not our read path. */
 static void conn_drain_notifies(agentdb_Connection *c)
 {
+    agentdb_state *st = conn_state(c);
     PGnotify *n;
     while ((n = PQnotifies(c->pg)) != NULL) {
+        PyObject *callbacks = NULL;
+        if (c->listeners != NULL && PyDict_GET_SIZE(c->listeners) > 0) {
+            callbacks = PyDict_GetItemString(c->listeners, n->relname); /* borrowed */
+        }
+        if (callbacks != NULL && PyList_GET_SIZE(callbacks) > 0) {
+            PyObject *cbs = PyList_GetSlice(callbacks, 0, PyList_GET_SIZE(callbacks));
+            for (Py_ssize_t i = 0; cbs != NULL && i < PyList_GET_SIZE(cbs); i++) {
+                PyObject *h = PyObject_CallMethod(c->loop, "call_soon", "OOiss",
+                                                  PyList_GET_ITEM(cbs, i), (PyObject *)c,
+                                                  n->be_pid, n->relname, n->extra);
+                if (h == NULL) {
+                    PyErr_WriteUnraisable((PyObject *)c);
+                }
+                Py_XDECREF(h);
+            }
+            Py_XDECREF(cbs);
+        }
         PQfreemem(n);
     }
+    (void)st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1741,10 +1763,34 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
     return fut;
 }
 
-static void notice_ignore(void *arg, const PGresult *res)
+/* libpq's notice receiver: NOTICE/WARNING messages go to the connection's
+   notice handlers (callback(conn, message) scheduled on the loop, message an
+   exception instance carrying .sqlstate, .severity, ...), never to stderr.
+   Without handlers they are dropped: a flood costs nothing. */
+static void notice_receive(void *arg, const PGresult *res)
 {
-    (void)arg;
-    (void)res;
+    agentdb_Connection *c = arg;
+    if (c->notice_handlers == NULL || PyList_GET_SIZE(c->notice_handlers) == 0 ||
+        c->loop == NULL) {
+        return;
+    }
+    PyObject *saved = PyErr_GetRaisedException();
+    PyObject *msg = agentdb_error_from_result(conn_state(c), res);
+    PyObject *cbs = PyList_GetSlice(c->notice_handlers, 0, PyList_GET_SIZE(c->notice_handlers));
+    for (Py_ssize_t i = 0; msg != NULL && cbs != NULL && i < PyList_GET_SIZE(cbs); i++) {
+        PyObject *h = PyObject_CallMethod(c->loop, "call_soon", "OOO", PyList_GET_ITEM(cbs, i),
+                                          (PyObject *)c, msg);
+        Py_XDECREF(h);
+        if (h == NULL) {
+            break;
+        }
+    }
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable((PyObject *)c);
+    }
+    Py_XDECREF(cbs);
+    Py_XDECREF(msg);
+    PyErr_SetRaisedException(saved);
 }
 
 /* _connect(keywords: list[str], values: list[str], timeout: float | None,
@@ -1818,7 +1864,7 @@ static PyObject *Connection__connect(PyObject *self, PyObject *args)
         goto error;
     }
     /* Notices go nowhere by default rather than to stderr. */
-    PQsetNoticeReceiver(c->pg, notice_ignore, NULL);
+    PQsetNoticeReceiver(c->pg, notice_receive, c);
     c->state = CONN_CONNECTING;
     c->connect_fut = Py_NewRef(fut);
     if (PQstatus(c->pg) == CONNECTION_BAD) {
@@ -1983,6 +2029,51 @@ static PyObject *Connection_clear_statement_cache(PyObject *self, PyObject *Py_U
     Py_RETURN_NONE;
 }
 
+/* _listeners() -> dict channel -> list of callbacks (created on demand);
+   _notice_handlers() -> list.  agentdb/connection.py builds add_listener(),
+   add_log_listener() and friends on them. */
+static PyObject *Connection__listeners(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->listeners == NULL && (c->listeners = PyDict_New()) == NULL) {
+        return NULL;
+    }
+    return Py_NewRef(c->listeners);
+}
+
+static PyObject *Connection__notice_handlers(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->notice_handlers == NULL && (c->notice_handlers = PyList_New(0)) == NULL) {
+        return NULL;
+    }
+    return Py_NewRef(c->notice_handlers);
+}
+
+/* Forget listeners and notice handlers (a pooled connection is released):
+   1 when LISTEN channels were active and an UNLISTEN * was queued. */
+int agentdb_connection_reset_listeners(agentdb_Connection *c)
+{
+    int had = c->listeners != NULL && PyDict_GET_SIZE(c->listeners) > 0;
+    if (c->listeners != NULL) {
+        PyDict_Clear(c->listeners);
+    }
+    if (c->notice_handlers != NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(c->notice_handlers);
+        if (n > 0 && PyList_SetSlice(c->notice_handlers, 0, n, NULL) < 0) {
+            PyErr_Clear();
+        }
+    }
+    if (had && c->state == CONN_READY) {
+        if (agentdb_connection_internal(c, "UNLISTEN *", 0, NULL, NULL) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static PyObject *Connection__statement_count(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     return PyLong_FromSsize_t(PyDict_GET_SIZE(((agentdb_Connection *)self)->stmts));
@@ -2069,6 +2160,8 @@ static PyMethodDef Connection_methods[] = {
     {"ssl_in_use", Connection_ssl_in_use, METH_NOARGS, NULL},
     {"_pending", Connection__pending, METH_NOARGS, NULL},
     {"_statement_count", Connection__statement_count, METH_NOARGS, NULL},
+    {"_listeners", Connection__listeners, METH_NOARGS, NULL},
+    {"_notice_handlers", Connection__notice_handlers, METH_NOARGS, NULL},
     {"clear_statement_cache", Connection_clear_statement_cache, METH_NOARGS,
      "Forget every cached prepared statement (after DDL inside a transaction)."},
     {"_future_cancelled", Connection__future_cancelled, METH_O, NULL},
@@ -2108,6 +2201,8 @@ static int Connection_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(c->connect_fut);
     Py_VISIT(c->stmts);
     Py_VISIT(c->pool);
+    Py_VISIT(c->listeners);
+    Py_VISIT(c->notice_handlers);
     for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
         Py_VISIT(op->fut);
         Py_VISIT(op->args);
@@ -2123,6 +2218,8 @@ static int Connection_clear(PyObject *self)
     agentdb_connection_close_now(c, NULL);
     Py_CLEAR(c->stmts);
     Py_CLEAR(c->pool);
+    Py_CLEAR(c->listeners);
+    Py_CLEAR(c->notice_handlers);
     return 0;
 }
 
@@ -2171,6 +2268,8 @@ static void Connection_dealloc(PyObject *self)
     Py_CLEAR(c->stmts);
     Py_CLEAR(c->pool);
     Py_CLEAR(c->pool_timer);
+    Py_CLEAR(c->listeners);
+    Py_CLEAR(c->notice_handlers);
     PyMem_Free(c->secret);
     tp->tp_free(self);
     Py_DECREF(tp);

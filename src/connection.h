@@ -109,6 +109,8 @@ struct agentdb_Connection {
     int pool_closing; /* the pool itself is closing it */
     double created_at, last_used;
     PyObject *pool_timer;
+    PyObject *listeners;       /* dict: channel -> list of callbacks (LISTEN/NOTIFY) */
+    PyObject *notice_handlers; /* list of callbacks for NOTICE/WARNING messages */
     PyObject *weakreflist;
 };
 
@@ -147,6 +149,7 @@ int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, in
 /* Close now: fail pending statements with `exc` (or InterfaceError), PQfinish. */
 void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc);
 int agentdb_connection_txn_idle(agentdb_Connection *c);
+int agentdb_connection_reset_listeners(agentdb_Connection *c);
 
 /* Pool API used by connection.c (pool.c). */
 /* The connection's FIFO drained (it has no statement left). */

@@ -822,6 +822,8 @@ static int pool_release_conn(agentdb_Pool *p, PyObject *obj)
     if (PyList_Append(p->resetting, obj) < 0) {
         return -1;
     }
+    /* The next user must not get this user's LISTENs or handlers. */
+    agentdb_connection_reset_listeners(c);
     if (!agentdb_connection_alive(c)) {
         pool_close_conn(c);
     }

@@ -474,3 +474,59 @@ async def test_clear_statement_cache_after_ddl_in_a_transaction(conn: agentdb.Co
     assert await conn.fetchval(
         "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '__adb_%'"
     ) == 2
+
+
+async def test_listen_notify(conn: agentdb.Connection, pg_dsn: str) -> None:
+    got: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
+
+    def on_notify(c: agentdb.Connection, pid: int, channel: str, payload: str) -> None:
+        assert c is conn
+        got.put_nowait((pid, channel, payload))
+
+    await conn.add_listener("agentdb chan", on_notify)
+    other = await agentdb.connect(pg_dsn)
+    try:
+        await other.execute("SELECT pg_notify('agentdb chan', 'hello')")
+        pid, channel, payload = await asyncio.wait_for(got.get(), 5)
+        assert (pid, channel, payload) == (other.get_backend_pid(), "agentdb chan", "hello")
+        await conn.remove_listener("agentdb chan", on_notify)
+        await other.execute("SELECT pg_notify('agentdb chan', 'again')")
+        await conn.fetchval("SELECT 1")
+        await asyncio.sleep(0.1)
+        assert got.empty()
+    finally:
+        await other.close()
+
+
+async def test_notices_reach_handlers_and_a_flood_is_harmless(
+    conn: agentdb.Connection, pg_dsn: str
+) -> None:
+    seen: list[Any] = []
+    conn.add_log_listener(lambda c, msg: seen.append(msg))
+    await conn.execute("DO $$ BEGIN RAISE NOTICE 'hi %', 42; END $$")
+    await asyncio.sleep(0.05)
+    assert len(seen) == 1 and str(seen[0]) == "hi 42" and seen[0].severity == "NOTICE"
+    conn.remove_log_listener(seen.append)  # not registered: ignored
+    # 100k notices without handlers cost nothing and keep the connection healthy.
+    conn2 = await agentdb.connect(pg_dsn)
+    try:
+        await conn2.execute(
+            "DO $$ BEGIN FOR i IN 1..100000 LOOP RAISE NOTICE 'n %', i; END LOOP; END $$"
+        )
+        assert await conn2.fetchval("SELECT 1") == 1
+    finally:
+        await conn2.close()
+
+
+async def test_pool_release_forgets_listeners(pg_dsn: str, admin_sql: Any) -> None:
+    pool = await agentdb.create_pool(pg_dsn, pool_size=1, max_overflow=0)
+    try:
+        async with pool.acquire() as c:
+            await c.add_listener("ch_x", lambda *a: None)
+            pid = c.get_backend_pid()
+        async with pool.acquire() as c:
+            assert c.get_backend_pid() == pid
+            assert c._listeners() == {}
+            assert await c.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+    finally:
+        await pool.close()

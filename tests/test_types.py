@@ -112,14 +112,14 @@ async def test_infinite_dates(conn: agentdb.Connection) -> None:
     assert ts.replace(tzinfo=None) == dt.datetime.min
 
 
-async def test_text_format_results_decode_too(conn: agentdb.Connection) -> None:
+async def test_text_format_results_decode_too(conn: agentdb.Connection, pg_dsn: str) -> None:
     # execute() without arguments uses the simple protocol: every value arrives as text.
     await conn.execute(
         "CREATE TEMP TABLE tx AS SELECT 1::int4 AS i, 2.5::numeric AS n, "
         "'2024-01-02 03:04:05+00'::timestamptz AS ts, '{1,2}'::int4[] AS a, "
         "'{\"k\": 1}'::jsonb AS j, 'abc'::bytea AS b"
     )
-    conn2 = await agentdb.connect(conn_dsn(conn), statement_cache_size=0)
+    conn2 = await agentdb.connect(pg_dsn, statement_cache_size=0)
     try:
         await conn2.execute("SELECT 1")
         row = await conn2.fetchrow(
@@ -134,11 +134,6 @@ async def test_text_format_results_decode_too(conn: agentdb.Connection) -> None:
     assert row["ts"] == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert row["a"] == [1, 2] and row["j"] == {"k": 1} and row["b"] == b"abc"
     assert row["p"] == "(1,2)"  # a type without a codec arrives as text
-
-
-def conn_dsn(conn: agentdb.Connection) -> str:
-    port = conn.get_parameter_status("port") or "5432"
-    return f"postgresql://postgres@127.0.0.1:{port}/agentdb_test"
 
 
 async def test_unknown_types_as_text_and_enums(conn: agentdb.Connection) -> None:
