@@ -945,6 +945,7 @@ static void op_finalize(agentdb_Op *op)
 static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
 {
     agentdb_state *st = conn_state(c);
+    c->txn_status = PQtransactionStatus(c->pg); /* as of this sync */
     if (op->st == OPST_PHASE1) {
         if (op->error == NULL && op->stmt != NULL && c->stmt_cache_size > 0) {
             if (PyDict_SetItem(c->stmts, op->sql, op->stmt) < 0) {
@@ -1006,6 +1007,7 @@ static void conn_process(agentdb_Connection *c)
         PGresult *res = PQgetResult(pg);
         if (op->st == OPST_SIMPLE) {
             if (res == NULL) {
+                c->txn_status = PQtransactionStatus(pg);
                 c->simple_mode = 0;
                 if (!PQenterPipelineMode(pg)) {
                     conn_lost(c, "could not enter pipeline mode");
@@ -1953,7 +1955,12 @@ static PyObject *Connection_is_in_transaction(PyObject *self, PyObject *Py_UNUSE
     if (c->pg == NULL || c->state != CONN_READY) {
         Py_RETURN_FALSE;
     }
+    /* With statements in flight libpq says ACTIVE; the answer then is the
+       state after the last statement that completed. */
     PGTransactionStatusType t = PQtransactionStatus(c->pg);
+    if (t == PQTRANS_ACTIVE) {
+        t = (PGTransactionStatusType)c->txn_status;
+    }
     return PyBool_FromLong(t == PQTRANS_INTRANS || t == PQTRANS_INERROR);
 }
 

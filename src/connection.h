@@ -82,6 +82,7 @@ struct agentdb_Connection {
     int reader_fd; /* -1 when no reader is registered */
     int writer_fd; /* -1 when no writer is registered */
     int simple_mode;    /* out of pipeline mode for a simple-protocol query */
+    int txn_status;     /* PQtransactionStatus as of the last completed statement */
     int kick_scheduled; /* a send of everything queued is due on the next iteration */
     int copy_out_discard;
     long pid;      /* the process that opened it: a forked child never touches it */

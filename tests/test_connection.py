@@ -530,3 +530,19 @@ async def test_pool_release_forgets_listeners(pg_dsn: str, admin_sql: Any) -> No
             assert await c.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
     finally:
         await pool.close()
+
+
+async def test_is_in_transaction_while_other_statements_are_in_flight(
+    conn: agentdb.Connection,
+) -> None:
+    await conn.execute("BEGIN")
+    slow = asyncio.ensure_future(conn.execute("SELECT pg_sleep(0.2)"))
+    await asyncio.sleep(0.05)
+    assert conn.get_transaction_status() == "active"
+    assert conn.is_in_transaction()
+    await slow
+    await conn.execute("COMMIT")
+    slow = asyncio.ensure_future(conn.execute("SELECT pg_sleep(0.2)"))
+    await asyncio.sleep(0.05)
+    assert not conn.is_in_transaction()
+    await slow
