@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import _core
+from . import copy_format as _copy
 from . import dsn as _dsn
 from .transaction import Transaction
 
@@ -60,6 +61,69 @@ class Connection(_core.Connection):
         if callback in handlers:
             handlers.remove(callback)
 
+    async def copy_records_to_table(
+        self,
+        table_name: str,
+        *,
+        records: Iterable[Sequence[Any]],
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """COPY ``records`` (tuples) into a table in one stream; returns the command tag
+        (``"COPY 10000"``). Values travel as COPY data, never spliced into SQL."""
+        payload = _copy.records_payload(records)
+        sql = _copy.copy_in_sql(table_name, columns, schema_name)
+        result: str = await self._copy(sql, payload, timeout=timeout)
+        return result
+
+    async def copy_to_table(
+        self,
+        table_name: str,
+        *,
+        source: bytes,
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        format: str = "text",
+        timeout: float | None = None,
+    ) -> str:
+        """COPY ``source`` (data already in COPY ``format``: text or csv) into a table."""
+        if format not in ("text", "csv"):
+            raise ValueError("format must be 'text' or 'csv'")
+        sql = _copy.copy_in_sql(table_name, columns, schema_name)
+        if format == "csv":
+            sql += " (FORMAT csv)"
+        result: str = await self._copy(sql, bytes(source), timeout=timeout)
+        return result
+
+    async def copy_from_query(
+        self, query: str, *, format: str = "text", timeout: float | None = None
+    ) -> bytes:
+        """The result of ``query`` as COPY data (``format``: text or csv)."""
+        if format not in ("text", "csv"):
+            raise ValueError("format must be 'text' or 'csv'")
+        opts = " (FORMAT csv)" if format == "csv" else ""
+        data: bytes = await self._copy(f"COPY ({query}) TO STDOUT{opts}", None, timeout=timeout)
+        return data
+
+    async def copy_from_table(
+        self,
+        table_name: str,
+        *,
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        format: str = "text",
+        timeout: float | None = None,
+    ) -> bytes:
+        """A table's rows as COPY data (``format``: text or csv)."""
+        if format not in ("text", "csv"):
+            raise ValueError("format must be 'text' or 'csv'")
+        cols = " (" + ", ".join(_copy.quote_ident(c) for c in columns) + ")" if columns else ""
+        opts = " (FORMAT csv)" if format == "csv" else ""
+        sql = f"COPY {_copy.qualified(table_name, schema_name)}{cols} TO STDOUT{opts}"
+        data: bytes = await self._copy(sql, None, timeout=timeout)
+        return data
+
     def transaction(
         self,
         *,
@@ -71,8 +135,7 @@ class Connection(_core.Connection):
         return Transaction(self, isolation=isolation, readonly=readonly, deferrable=deferrable)
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_quote_ident = _copy.quote_ident
 
 
 async def connect(

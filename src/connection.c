@@ -197,6 +197,7 @@ static void op_free(agentdb_state *st, agentdb_Op *op)
     Py_XDECREF(op->result);
     Py_XDECREF(op->error);
     Py_XDECREF(op->status);
+    Py_XDECREF(op->copy_data);
     PyMem_Free(op);
 }
 
@@ -285,6 +286,8 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
     c->cancel_pending = 0;
     conn_release_pg(c);
     c->simple_mode = 0;
+    c->copy_in = 0;
+    c->copy_out_discard = 0;
     if (c->connect_fut != NULL) {
         PyObject *fut = c->connect_fut;
         c->connect_fut = NULL;
@@ -790,6 +793,41 @@ error:
     return -1;
 }
 
+/* Stream the op's COPY FROM STDIN payload; on a full buffer, wait for write
+   readiness (conn_on_write resumes here).  Ends the COPY when all is sent. */
+static void conn_copy_in_continue(agentdb_Connection *c, agentdb_Op *op)
+{
+    const char *buf = PyBytes_AS_STRING(op->copy_data);
+    Py_ssize_t len = PyBytes_GET_SIZE(op->copy_data);
+    while (op->copy_off < len) {
+        Py_ssize_t chunk = len - op->copy_off > 65536 ? 65536 : len - op->copy_off;
+        int r = PQputCopyData(c->pg, buf + op->copy_off, (int)chunk);
+        if (r == 0) {
+            conn_flush(c); /* full: wait for write readiness */
+            if (conn_watch_write(c, PQsocket(c->pg), 1) < 0) {
+                PyErr_WriteUnraisable((PyObject *)c);
+            }
+            return;
+        }
+        if (r < 0) {
+            conn_lost(c, "COPY failed");
+            return;
+        }
+        op->copy_off += chunk;
+    }
+    int r = PQputCopyEnd(c->pg, NULL);
+    if (r == 0) {
+        conn_flush(c);
+        return; /* retried on write readiness */
+    }
+    if (r < 0) {
+        conn_lost(c, "COPY failed");
+        return;
+    }
+    c->copy_in = 0;
+    conn_flush(c);
+}
+
 /* One PGresult for the head op. */
 static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
 {
@@ -826,17 +864,26 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
     case PGRES_PIPELINE_ABORTED:
         break;
     case PGRES_COPY_IN:
-        PQputCopyEnd(c->pg, "agentdb: COPY FROM STDIN is not supported by this call");
-        op_set_error(op, agentdb_error_new(st->NotSupportedError,
-                                           "COPY FROM STDIN is not supported by this call",
-                                           NULL));
+        if (op->copy_mode == COPY_IN && !op->abandoned) {
+            c->copy_in = 1;
+            conn_copy_in_continue(c, op);
+            break;
+        }
+        PQputCopyEnd(c->pg, "agentdb: use copy_records_to_table() or copy_to_table()");
+        op_set_error(op, agentdb_error_new(
+                             st->NotSupportedError,
+                             "COPY FROM STDIN needs copy_records_to_table() or copy_to_table()",
+                             NULL));
         conn_flush(c);
         break;
     case PGRES_COPY_OUT:
-        c->copy_out_discard = 1;
-        op_set_error(op, agentdb_error_new(st->NotSupportedError,
-                                           "COPY TO STDOUT is not supported by this call",
-                                           NULL));
+        c->copy_out_discard = 1; /* read (and kept by copy_from_*) in conn_process */
+        if (op->copy_mode != COPY_OUT) {
+            op_set_error(op, agentdb_error_new(
+                                 st->NotSupportedError,
+                                 "COPY TO STDOUT needs copy_from_query() or copy_from_table()",
+                                 NULL));
+        }
         break;
     default: {
         PyObject *exc = agentdb_error_from_result(st, res);
@@ -905,6 +952,16 @@ static void conn_evict_statements(agentdb_Connection *c)
 static void op_finalize(agentdb_Op *op)
 {
     if (op->error != NULL) {
+        return;
+    }
+    if (op->copy_mode == COPY_OUT && op->copy_data != NULL) {
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        PyObject *data = empty ? _PyBytes_Join(empty, op->copy_data) : NULL;
+        Py_XDECREF(empty);
+        if (data == NULL) {
+            op_take_error(op);
+        }
+        Py_XSETREF(op->result, data);
         return;
     }
     if (op->mode == AGENTDB_MODE_STATUS || op->mode == AGENTDB_MODE_NONE) {
@@ -990,10 +1047,20 @@ static void conn_process(agentdb_Connection *c)
         if (op == NULL || !op_in_flight(op)) {
             break;
         }
+        if (c->copy_in) {
+            break; /* the payload is still going out (conn_on_write) */
+        }
         if (c->copy_out_discard) {
             char *buf = NULL;
             int n;
             while ((n = PQgetCopyData(pg, &buf, 1)) > 0) {
+                if (op->copy_mode == COPY_OUT && op->copy_data != NULL) {
+                    PyObject *chunk = PyBytes_FromStringAndSize(buf, n);
+                    if (chunk == NULL || PyList_Append(op->copy_data, chunk) < 0) {
+                        op_take_error(op);
+                    }
+                    Py_XDECREF(chunk);
+                }
                 PQfreemem(buf);
             }
             if (n == 0) {
@@ -1191,7 +1258,10 @@ static void conn_on_write(PyObject *self, PyObject *arg)
         conn_unwatch(c);
         return;
     }
-    conn_flush(c);
+    if (conn_flush(c) == 0 && c->copy_in && c->head != NULL) {
+        conn_copy_in_continue(c, c->head);
+        conn_process(c);
+    }
 }
 
 /* A cancel request runs on a thread of its own: PQcancel blocks (libpq < 17)
@@ -1708,6 +1778,58 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
     return fut;
 }
 
+/* _copy(sql, data: bytes | None, timeout=None) -> Future: COPY ... FROM STDIN
+   sending `data` (-> command tag), or COPY ... TO STDOUT (data None -> bytes). */
+static PyObject *Connection__copy(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    double timeout = 0;
+    if (nargs != 2 || !PyUnicode_Check(args[0]) ||
+        (args[1] != Py_None && !PyBytes_Check(args[1]))) {
+        PyErr_SetString(PyExc_TypeError, "_copy(sql: str, data: bytes | None, timeout=None)");
+        return NULL;
+    }
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 && args[2] != Py_None) {
+        timeout = PyFloat_AsDouble(args[2]);
+        if (timeout == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, (PyObject *)c);
+    if (fut == NULL) {
+        return NULL;
+    }
+    agentdb_Op *op = op_new(c, OPK_SIMPLE, AGENTDB_MODE_STATUS, args[0], NULL);
+    if (op == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    op->fut = Py_NewRef(fut);
+    if (args[1] != Py_None) {
+        op->copy_mode = COPY_IN;
+        op->copy_data = Py_NewRef(args[1]);
+    }
+    else {
+        op->copy_mode = COPY_OUT;
+        op->copy_data = PyList_New(0);
+        if (op->copy_data == NULL) {
+            op_free(st, op);
+            Py_DECREF(fut);
+            return NULL;
+        }
+    }
+    if (conn_enqueue(c, op, timeout) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
 static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -2153,6 +2275,8 @@ static PyMethodDef Connection_methods[] = {
      "executemany(query, args, timeout=None) -> Future[None]: one statement per row of "
      "args, in one round trip and one implicit transaction (atomic)."},
     {"_query", (PyCFunction)(void (*)(void))Connection__query, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"_copy", (PyCFunction)(void (*)(void))Connection__copy, METH_FASTCALL | METH_KEYWORDS,
      NULL},
     {"close", (PyCFunction)(void (*)(void))Connection_close, METH_FASTCALL | METH_KEYWORDS,
      "close(timeout=None) -> Future[None]: close the connection."},

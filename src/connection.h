@@ -36,6 +36,7 @@ enum {
     OPST_FAILED, /* failed before sending (its error is set); finished at the head */
 };
 enum { STEP_START, STEP_PREPARE, STEP_DESCRIBE, STEP_EXEC };
+enum { COPY_NONE, COPY_IN, COPY_OUT };
 enum { CONN_NEW, CONN_CONNECTING, CONN_READY, CONN_CLOSED };
 
 /* Where a pooled connection is (pool.c owns these transitions). */
@@ -70,6 +71,9 @@ struct agentdb_Op {
     PyObject *error;  /* the first error */
     PyObject *status; /* command tag */
     double timeout;   /* seconds; <= 0: none */
+    int copy_mode;    /* COPY_IN, COPY_OUT or 0 */
+    PyObject *copy_data; /* COPY_IN: bytes to send; COPY_OUT: list of received chunks */
+    Py_ssize_t copy_off; /* COPY_IN: bytes sent so far */
     agentdb_op_done_fn done;
     void *done_arg;
 };
@@ -84,7 +88,8 @@ struct agentdb_Connection {
     int simple_mode;    /* out of pipeline mode for a simple-protocol query */
     int txn_status;     /* PQtransactionStatus as of the last completed statement */
     int kick_scheduled; /* a send of everything queued is due on the next iteration */
-    int copy_out_discard;
+    int copy_out_discard; /* reading COPY TO STDOUT data (kept by copy_from_*) */
+    int copy_in;          /* a COPY FROM STDIN payload is still going out */
     long pid;      /* the process that opened it: a forked child never touches it */
     PyObject *loop;
     PyObject *io;  /* IOHandle: what the loop holds instead of us */

@@ -1,0 +1,74 @@
+"""COPY in and out: rows of every common type, large payloads, errors, and the connection after."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import uuid
+
+import pytest
+
+import agentdb
+
+
+async def test_copy_records_round_trip(conn: agentdb.Connection) -> None:
+    await conn.execute(
+        "CREATE TEMP TABLE cp (id int, name text, amount numeric, at timestamptz, "
+        "u uuid, raw bytea, tags text[], doc jsonb, ok bool, note text)"
+    )
+    at = dt.datetime(2024, 2, 29, 12, 0, tzinfo=dt.timezone.utc)
+    rows = [
+        (1, "plain", decimal.Decimal("1.50"), at, uuid.UUID(int=1), b"\x00\x01", ["a", "b c"],
+         {"k": [1, 2]}, True, None),
+        (2, "tab\there\nnewline \\ back", decimal.Decimal("-0"), at, uuid.UUID(int=2), b"",
+         [], {}, False, "x"),
+    ]
+    tag = await conn.copy_records_to_table(
+        "cp", records=rows,
+        columns=["id", "name", "amount", "at", "u", "raw", "tags", "doc", "ok", "note"],
+    )
+    assert tag == "COPY 2"
+    got = [tuple(r) for r in await conn.fetch("SELECT * FROM cp ORDER BY id")]
+    assert got == rows
+
+
+async def test_copy_large_payload_and_out(conn: agentdb.Connection) -> None:
+    await conn.execute("CREATE TEMP TABLE big (id int, payload text)")
+    n = 50_000
+    tag = await conn.copy_records_to_table(
+        "big", records=((i, "x" * 100) for i in range(n))
+    )
+    assert tag == f"COPY {n}"
+    assert await conn.fetchval("SELECT count(*) FROM big") == n
+    data = await conn.copy_from_table("big", columns=["id"])
+    assert data.count(b"\n") == n and data.startswith(b"0\n")
+    csv = await conn.copy_from_query("SELECT 1 AS a, 'x,y' AS b", format="csv")
+    assert csv == b'1,"x,y"\n'
+    await conn.copy_to_table("big", source=b"-7,\"q\"\n", format="csv")
+    assert await conn.fetchval("SELECT payload FROM big WHERE id = -7") == "q"
+
+
+async def test_copy_errors_leave_the_connection_usable(conn: agentdb.Connection) -> None:
+    await conn.execute("CREATE TEMP TABLE ce (id int primary key)")
+    with pytest.raises(agentdb.errors.UniqueViolation):
+        await conn.copy_records_to_table("ce", records=[(1,), (1,)])
+    with pytest.raises(agentdb.errors.UndefinedTable):
+        await conn.copy_records_to_table("no_such_table_x", records=[(1,)])
+    with pytest.raises(agentdb.DataError):
+        await conn.copy_records_to_table("ce", records=[("nul\x00",)])
+    # COPY through execute() says what to use instead.
+    with pytest.raises(agentdb.NotSupportedError, match="copy_records_to_table"):
+        await conn.execute("COPY ce FROM STDIN")
+    with pytest.raises(agentdb.NotSupportedError, match="copy_from_query"):
+        await conn.execute("COPY ce TO STDOUT")
+    assert await conn.fetchval("SELECT count(*) FROM ce") == 0
+    # Statements issued while a COPY runs wait their turn (fetchval is issued when called;
+    # the COPY coroutine issues its statement when it first runs).
+    copy = asyncio.ensure_future(
+        conn.copy_records_to_table("ce", records=[(i,) for i in range(1000)])
+    )
+    await asyncio.sleep(0)
+    count = conn.fetchval("SELECT count(*) FROM ce")
+    assert await copy == "COPY 1000"
+    assert await count == 1000
