@@ -42,7 +42,7 @@ class HasStats(Protocol):
 # stats() key -> (metric suffix, help). Gauges: values that go up and down.
 GAUGES: dict[str, tuple[str, str]] = {
     "size": ("connections", "Connections open in the pool (idle, in use and shared)."),
-    "max_size": ("connections_max", "Most connections the pool may open (pool_size + max_overflow)."),
+    "max_size": ("connections_max", "Most connections the pool may open."),
     "pool_size": ("pool_size", "Connections the pool keeps open."),
     "max_overflow": ("max_overflow", "Connections allowed above pool_size."),
     "overflow": ("connections_overflow", "Connections open above pool_size."),
