@@ -98,9 +98,10 @@ def test_prometheus_text_prefix_and_labels() -> None:
 
 def test_prometheus_text_parses_with_prometheus_client() -> None:
     parser = pytest.importorskip("prometheus_client.parser")
-    families = {f.name: f for f in parser.text_string_to_metric_families(
-        metrics.prometheus_text(FakePool(**FAKE))
-    )}
+    families = {
+        f.name: f
+        for f in parser.text_string_to_metric_families(metrics.prometheus_text(FakePool(**FAKE)))
+    }
     assert families["agentdb_acquire_wait_seconds"].type == "histogram"
     assert families["agentdb_acquires"].type == "counter"
     assert families["agentdb_connections_idle"].type == "gauge"
@@ -126,14 +127,16 @@ async def test_prometheus_text_from_a_real_pool(pg_dsn: str) -> None:
     assert v["agentdb_connections_max"] == 2
     assert v["agentdb_acquires_total"] >= 4
     assert v["agentdb_connections_opened_total"] >= 2
-    assert v['agentdb_acquire_wait_seconds_bucket{le="+Inf"}'] == v[
-        "agentdb_acquire_wait_seconds_count"
-    ]
+    assert (
+        v['agentdb_acquire_wait_seconds_bucket{le="+Inf"}']
+        == v["agentdb_acquire_wait_seconds_count"]
+    )
     assert v["agentdb_acquire_wait_seconds_count"] >= 4
     # the waiter waited >= 20 ms: it is not in the 1 ms or 10 ms buckets
-    assert v['agentdb_acquire_wait_seconds_bucket{le="0.01"}'] < v[
-        "agentdb_acquire_wait_seconds_count"
-    ]
+    assert (
+        v['agentdb_acquire_wait_seconds_bucket{le="0.01"}']
+        < v["agentdb_acquire_wait_seconds_count"]
+    )
     assert v["agentdb_acquire_wait_seconds_max"] >= 0.015
 
 
