@@ -126,7 +126,7 @@ async def get_pool() -> Pool:
     if not isinstance(pool, AgentdbPool):
         raise _errors.InterfaceError("the engine's pool is not agentdb's pool")
     _cargs, cparams = engine.dialect.create_connect_args(engine.url)
-    return await pool.native_pool_async(cparams)
+    return await pool.native_pool_async(dict(cparams))
 
 
 def _finish_in_background(aw: Awaitable[Any]) -> Awaitable[Any]:
@@ -181,7 +181,7 @@ async def _create_database_if_missing(engine: AsyncEngine) -> None:
         return
     _cargs, cparams = engine.dialect.create_connect_args(url)
     try:
-        conn = await agentdb_connect(cparams)
+        conn = await agentdb_connect(dict(cparams))
     except _errors.Error as e:
         if getattr(e, "sqlstate", None) != "3D000" and "does not exist" not in str(e):
             raise

@@ -180,7 +180,7 @@ def prometheus_text(
     for k in extra:
         if not _LABEL.match(k) or k == "le":
             raise ValueError(f"invalid label name {k!r}")
-    pools = [pool] if hasattr(pool, "stats") else list(pool)  # type: ignore[arg-type]
+    pools = [pool] if hasattr(pool, "stats") else list(pool)
     families: dict[str, tuple[Kind, str, list[str]]] = {}
     for p in pools:
         for s in samples(p.stats()):
