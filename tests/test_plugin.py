@@ -151,7 +151,6 @@ def test_anyio_next_to_pytest_asyncio_strict(suite: pytest.Pytester) -> None:
 
 
 def test_anyio_trio_backend_is_refused(suite: pytest.Pytester) -> None:
-    pytest.importorskip("trio")
     suite.makeini("[pytest]\n")
     suite.makepyfile(
         test_user="""
