@@ -2,7 +2,7 @@
 # Set-up shared by .ci/run and examples/run.sh; source it from bash (set -euo pipefail).
 # On a fresh Debian machine it installs what is missing with apt-get (libpq-dev, the
 # postgresql server and client binaries, a C compiler, Python headers and venv), makes a
-# virtualenv in .venv inside the checkout and installs agentdb with its test extras,
+# virtualenv in .venv inside the checkout and installs agentdb with its test and docs extras,
 # building the C extension with -Werror (AGENTDB_WERROR=1). It starts no server.
 # After it: $ROOT (the checkout), $VENV, $VPY (the venv's python).
 
@@ -80,13 +80,13 @@ agentdb_venv() {
     fi
     VPY="$VENV/bin/python"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
-    _log "pip install '.[test]' (AGENTDB_WERROR=$AGENTDB_WERROR)"
+    _log "pip install '.[test,docs]' (AGENTDB_WERROR=$AGENTDB_WERROR)"
     # Not editable: the suite tests the installed package, the C extension built from
     # a clean build directory; a compiler warning fails the build.
     rm -rf "$ROOT/build"
     # pip rebuilds and reinstalls a local project on every install.
     # (The filter drops pip's notes about find-links folders this machine lacks.)
-    (cd "$ROOT" && "$VPY" -m pip install -q '.[test]') 2>&1 \
+    (cd "$ROOT" && "$VPY" -m pip install -q '.[test,docs]') 2>&1 \
         | { grep -v "^WARNING: Location 'file:.* is ignored" || true; }
     # From / so that the checkout's agentdb/ (no extension in it) is not the one imported.
     (cd / && "$VPY" -c 'import agentdb, agentdb.testing.cluster

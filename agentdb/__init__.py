@@ -4,7 +4,7 @@ The native API follows asyncpg's names: ``connect``, ``create_pool``, ``Pool.acq
 ``fetch``/``fetchrow``/``fetchval``/``execute``/``executemany``, ``transaction()``.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._aio import AgentFuture
@@ -64,6 +64,18 @@ __all__ = [
 ]
 
 libpq_version = _core.libpq_version
+
+if TYPE_CHECKING:  # typed for mypy and documented by mkdocstrings; imported lazily below
+    from .database import (
+        async_session_maker,
+        check_database_connection,
+        close_db_connection,
+        create_db_and_tables,
+        get_engine,
+        get_pool,
+        get_session,
+    )
+    from .settings import configure
 
 _DATABASE_NAMES = frozenset(
     {

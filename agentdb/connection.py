@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from . import _core
 from . import copy_format as _copy
 from . import dsn as _dsn
+from .logs import describe_target
+from .logs import logger as _logger
 from .transaction import Transaction
 
 DEFAULT_STATEMENT_CACHE_SIZE = 100
@@ -164,6 +167,7 @@ async def connect(
     if timeout is None and options.get("connect_timeout", "0").strip("0 ") != "":
         timeout = float(options["connect_timeout"])
     secret = options.get("password")
+    target = describe_target(options) if _logger.isEnabledFor(logging.INFO) else ""
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         resolving = _dsn.resolve_hosts(options)
@@ -176,7 +180,16 @@ async def connect(
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     try:
         await conn._connect(list(options), list(options.values()), remaining, secret)
-    except BaseException:
+    except BaseException as e:
         conn.terminate()
+        if target and isinstance(e, Exception):
+            _logger.info("connect to %s failed: %s: %s", target, type(e).__name__, e)
         raise
+    if target:
+        _logger.info(
+            "connected to %s (backend pid %s, tls %s)",
+            target,
+            conn.get_backend_pid(),
+            "on" if conn.ssl_in_use() else "off",
+        )
     return conn

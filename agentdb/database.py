@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 
 import agentdb.sqlalchemy  # noqa: F401  (registers postgresql+agentdb)
 
 from . import errors as _errors
+from . import logs as _logs
 from . import settings as _settings
 from .sqlalchemy.pool import AgentdbPool
 
@@ -55,20 +55,6 @@ _background: set[asyncio.Task[Any]] = set()
 _CREATE_LOCK_KEY = 0x61676E74  # "agnt"
 
 
-def _install_debug_echo(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
-
-    @event.listens_for(sync_engine, "before_cursor_execute")
-    def _before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:  # noqa: E501
-        conn.info.setdefault("agentdb_t0", []).append(time.perf_counter())
-
-    @event.listens_for(sync_engine, "after_cursor_execute")
-    def _after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:  # noqa: E501
-        stack = conn.info.get("agentdb_t0") or [time.perf_counter()]
-        ms = (time.perf_counter() - stack.pop()) * 1000.0
-        logger.info("%s %r (%.2f ms)", statement, params, ms)
-
-
 def get_engine() -> AsyncEngine:
     """The ``AsyncEngine`` on ``postgresql+agentdb`` built from the settings (made on first
     use; a ``configure()`` call or ``close_db_connection()`` makes the next call build anew)."""
@@ -86,10 +72,9 @@ def get_engine() -> AsyncEngine:
         pool_timeout=s.pool_timeout,
         pool_recycle=s.pool_recycle,
         pool_pre_ping=s.pre_ping,
-        hide_parameters=not s.debug,
+        hide_parameters=not (s.debug and s.log_parameters),
     )
-    if s.debug:
-        _install_debug_echo(engine)
+    _logs.install_statement_logging(engine, s)  # DEBUG echo, slow-query warnings
     _engine, _engine_generation = engine, gen
     _maker = async_sessionmaker(engine, class_=_SessionClass, expire_on_commit=False)
     return engine
@@ -141,7 +126,7 @@ async def get_pool() -> Pool:
     if not isinstance(pool, AgentdbPool):
         raise _errors.InterfaceError("the engine's pool is not agentdb's pool")
     _cargs, cparams = engine.dialect.create_connect_args(engine.url)
-    return await pool.native_pool_async(cparams)
+    return await pool.native_pool_async(dict(cparams))
 
 
 def _finish_in_background(aw: Awaitable[Any]) -> Awaitable[Any]:
@@ -196,7 +181,7 @@ async def _create_database_if_missing(engine: AsyncEngine) -> None:
         return
     _cargs, cparams = engine.dialect.create_connect_args(url)
     try:
-        conn = await agentdb_connect(cparams)
+        conn = await agentdb_connect(dict(cparams))
     except _errors.Error as e:
         if getattr(e, "sqlstate", None) != "3D000" and "does not exist" not in str(e):
             raise

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 from . import _core
 from .connection import Connection, connect
+from .logs import logger as _logger
 
 DEFAULT_CLOSE_TIMEOUT = 30.0
 
@@ -39,6 +41,16 @@ class Pool(_core.Pool):
             pass
         finally:
             self.terminate()
+            if _logger.isEnabledFor(logging.INFO):
+                s = self.stats()
+                _logger.info(
+                    "pool closed: %d connections opened, %d closed, %d lost, "
+                    "%d acquire timeouts",
+                    s["opened"],
+                    s["closed"],
+                    s["lost"],
+                    s["timeouts"],
+                )
 
     async def __aenter__(self) -> Pool:
         return self
@@ -102,4 +114,11 @@ async def create_pool(
         if failure is not None:
             pool.terminate()
             raise failure
+    _logger.info(
+        "pool created: pool_size=%d max_overflow=%d pool_timeout=%s pre_ping=%s",
+        pool_size,
+        max_overflow,
+        pool_timeout,
+        pre_ping,
+    )
     return pool

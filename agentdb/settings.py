@@ -11,6 +11,10 @@
 ``AGENTDB_POOL_TIMEOUT``   30 (seconds)
 ``AGENTDB_POOL_RECYCLE``   3600 (seconds)
 ``AGENTDB_PRE_PING``       true
+``AGENTDB_SLOW_QUERY_MS``  0 (off): statements slower than this many milliseconds are
+                           logged at WARNING on the ``agentdb`` logger
+``AGENTDB_LOG_PARAMETERS`` true; ``false`` keeps statement parameters out of the logs
+                           (the DEBUG echo, slow-query warnings and SQLAlchemy's errors)
 =========================  ==========================================================
 
 The environment is read once, on first use; ``configure(**overrides)`` changes settings
@@ -42,6 +46,8 @@ class Settings:
     pool_timeout: float = 30.0
     pool_recycle: float = 3600.0
     pre_ping: bool = True
+    slow_query_ms: float = 0.0
+    log_parameters: bool = True
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -86,6 +92,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         pool_timeout=float(env.get("AGENTDB_POOL_TIMEOUT", d.pool_timeout)),
         pool_recycle=float(env.get("AGENTDB_POOL_RECYCLE", d.pool_recycle)),
         pre_ping=_bool(env.get("AGENTDB_PRE_PING", "true")),
+        slow_query_ms=float(env.get("AGENTDB_SLOW_QUERY_MS") or d.slow_query_ms),
+        log_parameters=_bool(env.get("AGENTDB_LOG_PARAMETERS", "true")),
     )
 
 
@@ -103,7 +111,8 @@ def get_settings() -> Settings:
 
 def configure(**overrides: Any) -> Settings:
     """Override settings (``database_url``, ``debug``, ``pool_size``, ``max_overflow``,
-    ``pool_timeout``, ``pool_recycle``, ``pre_ping``); the next engine uses them.
+    ``pool_timeout``, ``pool_recycle``, ``pre_ping``, ``slow_query_ms``,
+    ``log_parameters``); the next engine uses them.
 
     Call it before the first request, or after ``close_db_connection()``; an engine already
     built is replaced (its pool closed) at its next use.

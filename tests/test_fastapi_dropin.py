@@ -317,7 +317,7 @@ def test_service_in_a_uvicorn_process(service_url: str) -> None:
 async def test_debug_echo_logs_statements_without_password(
     service_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agentdb")
+    caplog.set_level(logging.DEBUG, logger="agentdb")  # the echo is at DEBUG
     settings.configure(database_url=service_url, debug=True)
     try:
         async with agentdb.async_session_maker() as s:

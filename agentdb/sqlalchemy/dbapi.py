@@ -237,8 +237,8 @@ class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
 class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
     """A native connection (pooled or not) as a PEP 249 connection."""
 
-    _cursor_cls = AgentdbCursor
-    _ss_cursor_cls = AgentdbSSCursor
+    _cursor_cls = AgentdbCursor  # type: ignore[assignment]
+    _ss_cursor_cls = AgentdbSSCursor  # type: ignore[assignment]
 
     __slots__ = (
         "_pool",
@@ -346,7 +346,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
                     await conn._query("ROLLBACK", ())
                     return await self._run(operation, parameters, then, _retry=False)
                 raise r
-        return results[-1]  # type: ignore[no-any-return]
+        return results[-1]  # type: ignore[no-any-return,return-value]
 
     async def _run_many(self, operation: str, seq_of_parameters: Any) -> None:
         self._check_ddl()
@@ -451,13 +451,13 @@ class AgentdbDBAPI(AsyncAdapt_dbapi_module):
     apilevel = "2.0"
     threadsafety = 1
 
-    Error = _errors.Error
+    Error = _errors.Error  # type: ignore[assignment]
     Warning = _errors.Warning
-    InterfaceError = _errors.InterfaceError
+    InterfaceError = _errors.InterfaceError  # type: ignore[assignment]
     DatabaseError = _errors.DatabaseError
     DataError = _errors.DataError
-    OperationalError = _errors.OperationalError
-    IntegrityError = _errors.IntegrityError
+    OperationalError = _errors.OperationalError  # type: ignore[assignment]
+    IntegrityError = _errors.IntegrityError  # type: ignore[assignment]
     InternalError = _errors.InternalError
     ProgrammingError = _errors.ProgrammingError
     NotSupportedError = _errors.NotSupportedError

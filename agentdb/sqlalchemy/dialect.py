@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import exc, util
 from sqlalchemy.dialects.postgresql import json as pg_json
 from sqlalchemy.dialects.postgresql.array import ARRAY as PGARRAY
-from sqlalchemy.dialects.postgresql.base import (
+from sqlalchemy.dialects.postgresql.base import (  # type: ignore[attr-defined]
     _DECIMAL_TYPES,
     _FLOAT_TYPES,
     _INT_TYPES,
@@ -60,7 +60,7 @@ class _String(sqltypes.String):
     render_bind_cast = True
 
 
-class _ARRAY(PGARRAY):
+class _ARRAY(PGARRAY):  # type: ignore[type-arg]
     render_bind_cast = True
 
 
@@ -92,7 +92,7 @@ class _Interval(INTERVAL):
     render_bind_cast = True
 
     @classmethod
-    def adapt_emulated_to_native(cls, interval: Any, **kw: Any) -> _Interval:
+    def adapt_emulated_to_native(cls, interval: Any, **kw: Any) -> _Interval:  # type: ignore[override]
         return _Interval(precision=interval.second_precision)
 
 
@@ -138,7 +138,7 @@ class _JSONPathType(pg_json.JSONPathType):
         return process
 
 
-class _NumericCommon(sqltypes.NumericCommon):  # type: ignore[misc]
+class _NumericCommon(sqltypes.NumericCommon):  # type: ignore[misc,type-arg]
     render_bind_cast = True
 
     def bind_processor(self, dialect: Any) -> Any:
@@ -160,11 +160,11 @@ class _NumericCommon(sqltypes.NumericCommon):  # type: ignore[misc]
         raise exc.InvalidRequestError(f"Unknown PG numeric type: {coltype}")
 
 
-class _Numeric(_NumericCommon, sqltypes.Numeric):  # type: ignore[misc]
+class _Numeric(_NumericCommon, sqltypes.Numeric):  # type: ignore[misc,type-arg]
     pass
 
 
-class _Float(_NumericCommon, sqltypes.Float):  # type: ignore[misc]
+class _Float(_NumericCommon, sqltypes.Float):  # type: ignore[misc,type-arg]
     pass
 
 
@@ -348,7 +348,7 @@ class AgentdbDialect(PGDialect):
         ref = self._agentdb_pool_ref
         pool = ref() if ref is not None else None
         if pool is not None and not cargs:
-            return pool.checkout_native(self.loaded_dbapi, cparams)
+            return pool.checkout_native(self.loaded_dbapi, cparams)  # type: ignore[arg-type]
         return self.loaded_dbapi.connect(*cargs, **cparams)
 
     def on_connect(self) -> Any:
@@ -369,7 +369,7 @@ class AgentdbDialect(PGDialect):
             "SERIALIZABLE": "serializable",
         }
 
-    def get_isolation_level_values(self, dbapi_connection: Any) -> list[str]:
+    def get_isolation_level_values(self, dbapi_connection: Any) -> list[str]:  # type: ignore[override]
         return list(self._isolation_lookup)
 
     def set_isolation_level(self, dbapi_connection: Any, level: str) -> None:

@@ -135,7 +135,7 @@ class AgentdbPool(NullPool):
         return self._recreate()
 
     def _recreate(self) -> AgentdbPool:
-        args = dict(self._sa_args)
+        args: dict[str, Any] = dict(self._sa_args)
         return self.__class__(
             self._creator,
             **args,

@@ -1,0 +1,115 @@
+"""The ``agentdb`` logger: what is logged, at which level, and what never is.
+
+========  =================================================================================
+INFO      connection events: a connection opened (``user@host:port/db``, backend pid, TLS),
+          a connection attempt that failed, a pool created and closed (with its counters)
+WARNING   a statement slower than ``AGENTDB_SLOW_QUERY_MS`` (SQLAlchemy/drop-in path)
+DEBUG     every statement with its parameters and duration, when ``DEBUG=true``
+========  =================================================================================
+
+Parameters are replaced by ``[parameters hidden]`` when ``AGENTDB_LOG_PARAMETERS=false``.
+Passwords are never logged: URLs are not logged at all (only user, host, port and
+database), and a ``PASSWORD '...'`` literal in a statement's text is masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .settings import Settings
+
+logger = logging.getLogger("agentdb")
+
+HIDDEN = "[parameters hidden]"
+_PASSWORD_LITERAL = re.compile(r"(\bPASSWORD\s+)(E?'(?:[^']|'')*')", re.IGNORECASE)
+_MAX_PARAMS_CHARS = 1000
+_T0 = "agentdb_t0"
+
+
+def redact_sql(statement: str) -> str:
+    """``statement`` with any ``PASSWORD '...'`` literal replaced by ``'***'``."""
+    return _PASSWORD_LITERAL.sub(r"\1'***'", statement)
+
+
+def format_params(params: Any, show: bool) -> str:
+    """Parameters for a log line: hidden, or their repr cut to a sane length."""
+    if not show:
+        return HIDDEN
+    text = repr(params)
+    if len(text) > _MAX_PARAMS_CHARS:
+        text = text[:_MAX_PARAMS_CHARS] + f"... ({len(text)} chars)"
+    return text
+
+
+def describe_target(options: dict[str, str]) -> str:
+    """``user@host:port/dbname`` from libpq keywords (never the password)."""
+    host = options.get("host") or options.get("hostaddr") or "(default socket)"
+    port = options.get("port") or "5432"
+    user = options.get("user") or "(default user)"
+    return f"{user}@{host}:{port}/{options.get('dbname') or user}"
+
+
+def install_statement_logging(engine: AsyncEngine, settings: Settings) -> bool:
+    """Time every statement of ``engine`` when ``settings.debug`` (DEBUG echo) or
+    ``settings.slow_query_ms`` (slow-query warnings) ask for it; return whether it did.
+
+    With ``DEBUG=true`` and no level set on the ``agentdb`` logger, its level becomes
+    DEBUG so the echo reaches the application's handlers.
+    """
+    debug = settings.debug
+    threshold = settings.slow_query_ms / 1000.0 if settings.slow_query_ms > 0 else 0.0
+    if not debug and not threshold:
+        return False
+    if debug and logger.level == logging.NOTSET:
+        logger.setLevel(logging.DEBUG)
+    show = settings.log_parameters
+    limit_ms = settings.slow_query_ms
+
+    from sqlalchemy import event
+
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "before_cursor_execute")
+    def _before(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        conn.info.setdefault(_T0, []).append(time.perf_counter())
+
+    @event.listens_for(sync_engine, "after_cursor_execute")
+    def _after(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        stack = conn.info.get(_T0)
+        t0 = stack.pop() if stack else time.perf_counter()
+        elapsed = time.perf_counter() - t0
+        if threshold and elapsed >= threshold:
+            logger.warning(
+                "slow query (%.1f ms, over %g ms): %s %s",
+                elapsed * 1000.0,
+                limit_ms,
+                redact_sql(statement),
+                format_params(params, show),
+            )
+        elif debug and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s (%.2f ms)",
+                redact_sql(statement),
+                format_params(params, show),
+                elapsed * 1000.0,
+            )
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _failed(context: Any) -> None:
+        conn = context.connection
+        if conn is not None:
+            stack = conn.info.get(_T0)
+            if stack:
+                stack.pop()
+
+    return True
