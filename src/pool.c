@@ -1540,5 +1540,8 @@ int agentdb_pool_setup(PyObject *module, agentdb_state *st)
     }
     st->AcquireContextType =
         (PyTypeObject *)PyType_FromModuleAndSpec(module, &AcquireContext_spec, NULL);
-    return st->AcquireContextType == NULL ? -1 : 0;
+    if (st->AcquireContextType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->AcquireContextType);
 }
