@@ -70,6 +70,14 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "connect_errors": ("connect_errors", "Failed connection attempts."),
     "rollbacks": ("rollbacks", "Connections rolled back when released inside a transaction."),
     "leaked": ("connections_leaked", "Connections garbage-collected while checked out."),
+    "queries_cancelled": (
+        "queries_cancelled",
+        "Statements whose awaiter gave up (timeout or cancelled task).",
+    ),
+    "queries_cancelled_on_server": (
+        "queries_cancelled_on_server",
+        "Of those, statements that had reached the server.",
+    ),
 }
 
 # wait_histogram keys (per-bucket counts, not cumulative) -> upper bound in seconds.

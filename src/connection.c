@@ -1352,6 +1352,9 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
     agentdb_state *st = conn_state(c);
     op->abandoned = 1;
     agentdb_timer_cancel(st, &op->timer);
+    if (c->pool != NULL && op->fut != NULL) {
+        agentdb_pool_count_abandoned(c->pool, op_in_flight(op));
+    }
     if (op->st == OPST_QUEUED || (op->st == OPST_FAILED && op != c->head)) {
         agentdb_Op **pp = &c->head, *prev = NULL;
         while (*pp != NULL && *pp != op) {

@@ -162,6 +162,9 @@ int agentdb_connection_reset_listeners(agentdb_Connection *c);
 void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c);
 /* The connection closed or broke. */
 void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c);
+/* A statement's awaiter gave up (timeout, cancellation); `on_server` when
+   it had reached the server (then it is cancelled there or left to finish). */
+void agentdb_pool_count_abandoned(PyObject *pool, int on_server);
 /* The connection object is being destroyed while checked out. */
 void agentdb_pool_conn_lost_by_gc(PyObject *pool, agentdb_Connection *c);
 

@@ -41,7 +41,7 @@ typedef struct {
     /* statistics */
     unsigned long long n_acquired, n_timeouts, n_opened, n_closed, n_lost, n_recycled,
         n_expired, n_pings, n_failed_pings, n_connect_errors, n_rollbacks, n_leaked,
-        n_cancelled_waits, n_shortcuts;
+        n_cancelled_waits, n_shortcuts, n_abandoned, n_abandoned_on_server;
     double wait_total, wait_max;
     unsigned long long wait_hist[8]; /* <1ms, <10ms, <100ms, <1s, <10s, <30s, <60s, more */
     PyObject *weakreflist;
@@ -592,6 +592,13 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
         pool_serve(p);
     }
     PyErr_SetRaisedException(saved);
+}
+
+void agentdb_pool_count_abandoned(PyObject *pool, int on_server)
+{
+    agentdb_Pool *p = (agentdb_Pool *)pool;
+    p->n_abandoned++;
+    p->n_abandoned_on_server += on_server != 0;
 }
 
 void agentdb_pool_conn_lost_by_gc(PyObject *pool, agentdb_Connection *c)
@@ -1403,6 +1410,10 @@ static PyObject *Pool_stats(PyObject *self, PyObject *Py_UNUSED(ig))
     STAT("connect_errors", PyLong_FromUnsignedLongLong(p->n_connect_errors));
     STAT("rollbacks", PyLong_FromUnsignedLongLong(p->n_rollbacks));
     STAT("leaked", PyLong_FromUnsignedLongLong(p->n_leaked));
+    /* Statements whose awaiter gave up (timeout or cancelled task); of those,
+       the ones already on the server (cancelled there when alone in flight). */
+    STAT("queries_cancelled", PyLong_FromUnsignedLongLong(p->n_abandoned));
+    STAT("queries_cancelled_on_server", PyLong_FromUnsignedLongLong(p->n_abandoned_on_server));
     STAT("wait_time_total", PyFloat_FromDouble(p->wait_total));
     STAT("wait_time_max", PyFloat_FromDouble(p->wait_max));
     STAT("wait_histogram",

@@ -373,3 +373,12 @@ async def test_close_does_not_wait_for_connects_that_never_finish() -> None:
         assert p.stats()["size"] == 0
     finally:
         srv.close()
+
+
+async def test_cancelled_queries_are_counted(pool: agentdb.Pool) -> None:
+    async with pool.acquire() as c:
+        with pytest.raises(TimeoutError):
+            await c.fetchval("SELECT pg_sleep(5)", timeout=0.1)
+        assert await c.fetchval("SELECT 1") == 1
+    s = pool.stats()
+    assert s["queries_cancelled"] == 1 and s["queries_cancelled_on_server"] == 1
