@@ -1,4 +1,5 @@
 /* connection.c: Connection, one nonblocking PGconn and its FIFO of statements. */
+#include <stdint.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -132,6 +133,12 @@ int agentdb_connection_txn_idle(agentdb_Connection *c)
 static void conn_unwatch(agentdb_Connection *c)
 {
     agentdb_state *st = conn_state(c);
+    if (c->pid != 0 && c->pid != (long)getpid()) {
+        /* A forked child: its loop shares the parent's epoll instance, and
+           unregistering here would unregister the parent's socket. Forget. */
+        c->reader_fd = c->writer_fd = -1;
+        return;
+    }
     PyObject *exc = PyErr_GetRaisedException();
     if (c->loop != NULL && c->reader_fd >= 0) {
         PyObject *r = PyObject_CallMethod(c->loop, "remove_reader", "i", c->reader_fd);
@@ -264,6 +271,9 @@ static void conn_release_pg(agentdb_Connection *c)
 
 /* Close now, completing every pending statement and the connect future with
    `exc` (a new InterfaceError when NULL).  Idempotent. */
+static int op_in_flight(const agentdb_Op *op);
+static void conn_request_cancel(agentdb_Connection *c);
+
 void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
 {
     agentdb_state *st = conn_state(c);
@@ -271,6 +281,7 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
         return;
     }
     PyObject *saved = PyErr_GetRaisedException();
+    c->state_before_close = c->state;
     c->state = CONN_CLOSED;
     Py_XINCREF(exc);
     if (exc == NULL) {
@@ -279,6 +290,13 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
             PyErr_Clear();
             exc = Py_NewRef(Py_None);
         }
+    }
+    if (c->state_before_close == CONN_READY && c->head != NULL && op_in_flight(c->head) &&
+        c->pg != NULL && c->pid == (long)getpid()) {
+        /* A statement still runs on the server: cancel it there, or it keeps
+           its locks and CPU until it ends (the server notices a closed socket
+           only when it next writes). Fire and forget, off the loop thread. */
+        conn_request_cancel(c);
     }
     conn_unwatch(c);
     agentdb_timer_cancel(st, &c->connect_timer);
@@ -360,7 +378,8 @@ static int op_in_flight(const agentdb_Op *op)
 }
 
 static void conn_kick(agentdb_Connection *c);
-static void conn_settle(agentdb_Connection *c);
+static void conn_settle_heads(agentdb_Connection *c);
+static void conn_process(agentdb_Connection *c);
 
 /* Unlink the head op, deliver its outcome and free it. */
 static void op_pop_deliver(agentdb_Connection *c)
@@ -456,7 +475,7 @@ static int op_send_describe(agentdb_Connection *c, agentdb_Op *op)
     }
     /* Without a cache (PgBouncer) only the unnamed statement is used. */
     if (c->stmt_cache_size > 0) {
-        snprintf(name, sizeof(name), "__adb_%lu", ++c->stmt_counter);
+        snprintf(name, sizeof(name), "__adb_%lx_%lu", c->stmt_tag, ++c->stmt_counter);
     }
     Py_XSETREF(op->status, PyUnicode_FromString(name)); /* the name, until described */
     if (op->status == NULL) {
@@ -595,7 +614,7 @@ static void conn_kick(agentdb_Connection *c)
             break; /* a describe in flight is a barrier */
         }
         if (op->abandoned) {
-            continue; /* settled by conn_settle */
+            continue; /* finished by conn_settle_heads */
         }
         if (op->st == OPST_QUEUED && op->kind == OPK_SIMPLE) {
             if (before_in_flight || op != c->head) {
@@ -638,14 +657,12 @@ static void conn_on_kick(PyObject *self, PyObject *arg)
     (void)arg;
     agentdb_Connection *c = (agentdb_Connection *)self;
     c->kick_scheduled = 0;
-    conn_kick(c);
-    conn_settle(c);
+    conn_process(c);
 }
 
 /* Finish the ops at the head that have nothing in flight (failed before
-   sending, abandoned between describe and execute), send what may go, and
-   tell the pool when the FIFO is empty. */
-static void conn_settle(agentdb_Connection *c)
+   sending, abandoned between describe and execute) and send what may go. */
+static void conn_settle_heads(agentdb_Connection *c)
 {
     for (;;) {
         while (c->state == CONN_READY && c->head != NULL &&
@@ -664,9 +681,6 @@ static void conn_settle(agentdb_Connection *c)
                                  (c->head->st == OPST_READY2 && c->head->abandoned))) {
             break;
         }
-    }
-    if (c->state == CONN_READY && c->nops == 0 && c->pool != NULL) {
-        agentdb_pool_conn_drained(c->pool, c);
     }
 }
 
@@ -998,6 +1012,27 @@ static void op_finalize(agentdb_Op *op)
     }
 }
 
+/* A named prepared statement that "does not exist" (26000) or "already
+   exists" (42P05) means a pooler moved us between server connections: say
+   what to do about it. */
+static void add_pooler_hint(PyObject *exc)
+{
+    PyObject *code = PyObject_GetAttrString(exc, "sqlstate");
+    const char *s = code != NULL && PyUnicode_Check(code) ? PyUnicode_AsUTF8(code) : NULL;
+    if (s != NULL && (strcmp(s, "26000") == 0 || strcmp(s, "42P05") == 0)) {
+        PyObject *hint = PyUnicode_FromString(
+            "agentdb caches prepared statements per connection; a pooler in transaction or "
+            "statement mode (PgBouncer) moves clients between server connections. Connect "
+            "with statement_cache_size=0 behind such a pooler.");
+        if (hint == NULL || PyObject_SetAttrString(exc, "hint", hint) < 0) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(hint);
+    }
+    PyErr_Clear();
+    Py_XDECREF(code);
+}
+
 /* The head op's sync arrived: its phase is complete. */
 static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
 {
@@ -1034,12 +1069,15 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
     if (op->error != NULL && op->stmt != NULL && is_stale_statement_error(st, op->error)) {
         PyDict_Clear(c->stmts);
     }
+    if (op->error != NULL && c->stmt_cache_size > 0) {
+        add_pooler_hint(op->error);
+    }
     op_finalize(op);
     op_pop_deliver(c);
 }
 
-/* Read and dispatch everything that is ready without blocking. */
-static void conn_process(agentdb_Connection *c)
+/* Read and dispatch the results already received, without blocking. */
+static void conn_read_results(agentdb_Connection *c)
 {
     PGconn *pg = c->pg;
     while (c->state == CONN_READY) {
@@ -1107,8 +1145,37 @@ static void conn_process(agentdb_Connection *c)
         op_take_result(c, op, res);
         PQclear(res);
     }
-    if (c->state == CONN_READY) {
-        conn_settle(c);
+}
+
+/* Everything the connection can do now without blocking: read the results
+   libpq holds, finish ops, send what may go; then, when the FIFO is empty,
+   tell the pool.  Every path that changes the FIFO ends here.  Reentrant
+   calls (a completion hook queueing a statement) just ask the running one to
+   go round again: results already buffered by libpq are never left unread
+   waiting for a socket event that will not come. */
+static void conn_process(agentdb_Connection *c)
+{
+    if (c->processing) {
+        c->process_again = 1;
+        return;
+    }
+    c->processing = 1;
+    do {
+        c->process_again = 0;
+        conn_read_results(c);
+        if (c->state != CONN_READY) {
+            break;
+        }
+        agentdb_Op *head = c->head;
+        conn_settle_heads(c);
+        if (c->state == CONN_READY && c->head != head && c->head != NULL &&
+            op_in_flight(c->head) && !c->copy_in && !PQisBusy(c->pg)) {
+            c->process_again = 1; /* a result is already here for the new head */
+        }
+    } while (c->process_again && c->state == CONN_READY);
+    c->processing = 0;
+    if (c->state == CONN_READY && c->nops == 0 && c->pool != NULL) {
+        agentdb_pool_conn_drained(c->pool, c);
     }
 }
 
@@ -1298,7 +1365,7 @@ static void conn_on_cancel_done(PyObject *self, PyObject *arg)
     agentdb_Connection *c = (agentdb_Connection *)self;
     if (c->cancel_pending > 0 && --c->cancel_pending == 0) {
         agentdb_timer_cancel(conn_state(c), &c->cancel_timer);
-        conn_settle(c);
+        conn_process(c);
     }
 }
 
@@ -1313,7 +1380,12 @@ static void conn_request_cancel(agentdb_Connection *c)
         return;
     }
     job->cancel = PQgetCancel(c->pg);
-    job->done_cb = agentdb_iohandle_new(st, (PyObject *)c, conn_on_cancel_done);
+    /* The connection's own handle, detached when the connection goes away:
+       a cancel that completes after that calls nothing. */
+    if (c->cb_cancel_done == NULL) {
+        c->cb_cancel_done = agentdb_iohandle_new(st, (PyObject *)c, conn_on_cancel_done);
+    }
+    job->done_cb = Py_XNewRef(c->cb_cancel_done);
     if (job->cancel == NULL || job->done_cb == NULL) {
         goto fail;
     }
@@ -1369,11 +1441,11 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
             c->nops--;
             op_free(st, op);
         }
-        conn_settle(c);
+        conn_process(c);
         return;
     }
     if (!op_in_flight(op)) {
-        conn_settle(c); /* READY2 or FAILED at the head: finished there */
+        conn_process(c); /* READY2 or FAILED at the head: finished there */
         return;
     }
     if (op == c->head && !op->cancel_sent && (op->next == NULL || !op_in_flight(op->next))) {
@@ -1523,7 +1595,7 @@ static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
     c->nops++;
     c->last_used = agentdb_monotonic();
     if (c->head == op) {
-        conn_settle(c); /* alone: it leaves now, no batching delay */
+        conn_process(c); /* alone: it leaves now, no batching delay */
     }
     else if (!c->kick_scheduled) {
         /* Others are in flight: send everything queued in this loop iteration
@@ -2206,6 +2278,33 @@ int agentdb_connection_reset_listeners(agentdb_Connection *c)
     return 0;
 }
 
+/* _debug_state() -> dict: the pipeline's state, for tests and post-mortems. */
+static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    PyObject *ops = PyList_New(0);
+    if (ops == NULL) {
+        return NULL;
+    }
+    for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
+        PyObject *t = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:O}", "st", op->st, "kind",
+                                    op->kind, "step", op->step, "abandoned", op->abandoned,
+                                    "cancel_sent", op->cancel_sent, "phase_cmds",
+                                    op->phase_cmds, "sql", op->sql);
+        if (t == NULL || PyList_Append(ops, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(ops);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return Py_BuildValue("{s:N,s:i,s:i,s:i,s:i,s:i,s:i,s:n,s:i,s:i}", "ops", ops, "state",
+                         c->state, "cancel_pending", c->cancel_pending, "simple_mode",
+                         c->simple_mode, "kick_scheduled", c->kick_scheduled, "copy_in",
+                         c->copy_in, "pool_state", c->pool_state, "nops", c->nops, "busy",
+                         c->pg ? PQisBusy(c->pg) : -1, "writer", c->writer_fd >= 0);
+}
+
 static PyObject *Connection__statement_count(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     return PyLong_FromSsize_t(PyDict_GET_SIZE(((agentdb_Connection *)self)->stmts));
@@ -2294,6 +2393,7 @@ static PyMethodDef Connection_methods[] = {
     {"ssl_in_use", Connection_ssl_in_use, METH_NOARGS, NULL},
     {"_pending", Connection__pending, METH_NOARGS, NULL},
     {"_statement_count", Connection__statement_count, METH_NOARGS, NULL},
+    {"_debug_state", Connection__debug_state, METH_NOARGS, NULL},
     {"_listeners", Connection__listeners, METH_NOARGS, NULL},
     {"_notice_handlers", Connection__notice_handlers, METH_NOARGS, NULL},
     {"clear_statement_cache", Connection_clear_statement_cache, METH_NOARGS,
@@ -2315,6 +2415,9 @@ static PyObject *Connection_new(PyTypeObject *type, PyObject *args, PyObject *kw
         return NULL;
     }
     c->st = agentdb_state_from_type(type);
+    /* Distinct statement names per connection: behind a pooler that moves
+       clients between server connections, names never collide. */
+    c->stmt_tag = ((unsigned long)(uintptr_t)c >> 4) ^ ((unsigned long)getpid() << 16);
     c->state = CONN_NEW;
     c->reader_fd = c->writer_fd = -1;
     c->stmt_cache_size = 100;
@@ -2393,7 +2496,9 @@ static void Connection_dealloc(PyObject *self)
     agentdb_iohandle_detach(c->cb_write);
     agentdb_iohandle_detach(c->cb_timer);
     agentdb_iohandle_detach(c->cb_kick);
+    agentdb_iohandle_detach(c->cb_cancel_done);
     Py_CLEAR(c->cb_kick);
+    Py_CLEAR(c->cb_cancel_done);
     Py_CLEAR(c->io);
     Py_CLEAR(c->cb_read);
     Py_CLEAR(c->cb_write);

@@ -83,17 +83,19 @@ struct agentdb_Connection {
     agentdb_state *st; /* cached: the type may be a Python subclass */
     PGconn *pg;
     int state;     /* CONN_* */
+    int state_before_close;
     int reader_fd; /* -1 when no reader is registered */
     int writer_fd; /* -1 when no writer is registered */
     int simple_mode;    /* out of pipeline mode for a simple-protocol query */
     int txn_status;     /* PQtransactionStatus as of the last completed statement */
     int kick_scheduled; /* a send of everything queued is due on the next iteration */
+    int processing, process_again; /* conn_process is running / must run once more */
     int copy_out_discard; /* reading COPY TO STDOUT data (kept by copy_from_*) */
     int copy_in;          /* a COPY FROM STDIN payload is still going out */
     long pid;      /* the process that opened it: a forked child never touches it */
     PyObject *loop;
     PyObject *io;  /* IOHandle: what the loop holds instead of us */
-    PyObject *cb_read, *cb_write, *cb_timer, *cb_kick;
+    PyObject *cb_read, *cb_write, *cb_timer, *cb_kick, *cb_cancel_done;
     agentdb_Op *head, *tail;
     Py_ssize_t nops;
     unsigned long long next_op_id;
@@ -104,6 +106,7 @@ struct agentdb_Connection {
     PyObject *stmts;  /* dict: sql -> statement capsule, in LRU order */
     Py_ssize_t stmt_cache_size;
     unsigned long stmt_counter;
+    unsigned long stmt_tag; /* makes statement names distinct per connection */
     double command_timeout; /* <= 0: none */
     double cancel_grace;    /* seconds a cancelled statement may take before we give up */
     PGcancel *cancel;

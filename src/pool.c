@@ -38,6 +38,9 @@ typedef struct {
     PyObject *drained; /* future: every connection closed after close() began */
     PyObject *cb_timer, *cb_opened, *cb_maint;
     PyObject *maint_timer;
+    PyObject *cb_grow, *grow_timer;
+    double connect_backoff, next_connect_at; /* after failed connects */
+    PyObject *last_connect_error;            /* str, for PoolTimeout messages */
     /* statistics */
     unsigned long long n_acquired, n_timeouts, n_opened, n_closed, n_lost, n_recycled,
         n_expired, n_pings, n_failed_pings, n_connect_errors, n_rollbacks, n_leaked,
@@ -212,8 +215,32 @@ error:
 
 /* Open connections for waiters no idle connection or pending connect/ping
    will serve, within pool_size + max_overflow. */
+static void pool_grow(agentdb_Pool *p);
+
+static void pool_on_grow_timer(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    Py_CLEAR(p->grow_timer);
+    pool_grow(p);
+}
+
 static void pool_grow(agentdb_Pool *p)
 {
+    if (!p->closing && p->nwaiters > p->opening + p->pinging &&
+        pool_count(p) < p->pool_size + p->max_overflow) {
+        double wait = p->next_connect_at - agentdb_monotonic();
+        if (wait > 0) {
+            /* Backing off after a failed connect: try again when it ends. */
+            if (p->grow_timer == NULL) {
+                p->grow_timer = agentdb_call_later(p->st, p->loop, wait, p->cb_grow, Py_None);
+                if (p->grow_timer == NULL) {
+                    PyErr_WriteUnraisable((PyObject *)p);
+                }
+            }
+            return;
+        }
+    }
     while (!p->closing && p->nwaiters > p->opening + p->pinging &&
            pool_count(p) < p->pool_size + p->max_overflow) {
         Py_ssize_t before = p->opening;
@@ -266,10 +293,24 @@ static void pool_on_opened(PyObject *self, PyObject *task)
     }
     if (exc != NULL && exc != Py_None) {
         p->n_connect_errors++;
-        /* Fail the first waiter, unless a connection in use may still come
-           back to it (then it waits for that, within pool_timeout). */
-        if (p->in_use + PyList_GET_SIZE(p->shared) + PyList_GET_SIZE(p->resetting) +
-                p->opening == 0) {
+        /* Back off: the next connect waits (0.05 s, doubling to 2 s) so a
+           refusing or full server is not hammered while waiters remain. */
+        p->connect_backoff = p->connect_backoff <= 0 ? 0.05 : p->connect_backoff * 2;
+        if (p->connect_backoff > 2.0) {
+            p->connect_backoff = 2.0;
+        }
+        p->next_connect_at = agentdb_monotonic() + p->connect_backoff;
+        PyObject *text = PyObject_Str(exc);
+        if (text != NULL) {
+            Py_XSETREF(p->last_connect_error, text);
+        }
+        else {
+            PyErr_Clear();
+        }
+        /* Each failed connect fails one waiter (the one it was opened for),
+           unless a connection in use may still come back to it (then it waits
+           for that, within pool_timeout). */
+        if (p->in_use + PyList_GET_SIZE(p->shared) + PyList_GET_SIZE(p->resetting) == 0) {
             agentdb_Waiter *w;
             while ((w = waiter_pop(p)) != NULL) {
                 int done = agentdb_future_done(st, w->fut);
@@ -296,6 +337,8 @@ static void pool_on_opened(PyObject *self, PyObject *task)
         return;
     }
     agentdb_Connection *c = (agentdb_Connection *)conn;
+    p->connect_backoff = 0;
+    p->next_connect_at = 0;
     if (pool_adopt(p, c) < 0) {
         PyErr_WriteUnraisable(self);
     }
@@ -627,10 +670,16 @@ static void pool_on_timer(PyObject *self, PyObject *arg)
     }
     Py_CLEAR(w->timer);
     p->n_timeouts++;
-    PyObject *exc = PyObject_CallFunction(
-        st->PoolTimeout, "s",
-        "no connection became available within pool_timeout (the pool is exhausted: "
-        "raise pool_size/max_overflow, or release connections sooner)");
+    PyObject *msg =
+        p->last_connect_error != NULL && p->connect_backoff > 0
+            ? PyUnicode_FromFormat("no connection became available within pool_timeout; "
+                                   "the last connect failed: %U",
+                                   p->last_connect_error)
+            : PyUnicode_FromString(
+                  "no connection became available within pool_timeout (the pool is "
+                  "exhausted: raise pool_size/max_overflow, or release connections sooner)");
+    PyObject *exc = msg ? PyObject_CallOneArg(st->PoolTimeout, msg) : NULL;
+    Py_XDECREF(msg);
     if (exc == NULL) {
         PyErr_WriteUnraisable(self);
     }
@@ -1237,6 +1286,10 @@ static int Pool_init(PyObject *self, PyObject *args, PyObject *kwargs)
     p->cb_timer = agentdb_iohandle_new(st, self, pool_on_timer);
     p->cb_opened = agentdb_iohandle_new(st, self, pool_on_opened);
     p->cb_maint = agentdb_iohandle_new(st, self, pool_on_maintenance);
+    p->cb_grow = agentdb_iohandle_new(st, self, pool_on_grow_timer);
+    if (p->cb_grow == NULL) {
+        return -1;
+    }
     if (p->idle == NULL || p->shared == NULL || p->resetting == NULL || p->all == NULL ||
         p->cb_timer == NULL || p->cb_opened == NULL || p->cb_maint == NULL) {
         return -1;
@@ -1425,6 +1478,15 @@ static PyObject *Pool_stats(PyObject *self, PyObject *Py_UNUSED(ig))
     return d;
 }
 
+/* _connections() -> (idle, shared, resetting): lists of the connections the
+   pool holds, for tests and post-mortems. */
+static PyObject *Pool__connections(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    return Py_BuildValue("(NNN)", PySequence_List(p->idle), PySequence_List(p->shared),
+                         PySequence_List(p->resetting));
+}
+
 static PyObject *Pool_is_closing(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     return PyBool_FromLong(((agentdb_Pool *)self)->closing);
@@ -1451,6 +1513,7 @@ static PyMethodDef Pool_methods[] = {
     {"stats", Pool_stats, METH_NOARGS, "Counters and sizes of the pool, as a dict."},
     {"terminate", Pool_terminate, METH_NOARGS, "Close every connection now."},
     {"is_closing", Pool_is_closing, METH_NOARGS, NULL},
+    {"_connections", Pool__connections, METH_NOARGS, NULL},
     {"get_loop", Pool_get_loop, METH_NOARGS, NULL},
     {"_begin_close", Pool__begin_close, METH_NOARGS, NULL},
     {"_adopt", Pool__adopt, METH_O, NULL},
@@ -1508,7 +1571,11 @@ static void Pool_dealloc(PyObject *self)
     agentdb_iohandle_detach(p->cb_timer);
     agentdb_iohandle_detach(p->cb_opened);
     agentdb_iohandle_detach(p->cb_maint);
+    agentdb_iohandle_detach(p->cb_grow);
     agentdb_timer_cancel(st, &p->maint_timer);
+    agentdb_timer_cancel(st, &p->grow_timer);
+    Py_CLEAR(p->cb_grow);
+    Py_CLEAR(p->last_connect_error);
     Pool_clear(self);
     Py_CLEAR(p->cb_timer);
     Py_CLEAR(p->cb_opened);
