@@ -198,3 +198,144 @@ async def test_overflow_never_exceeds_max_overflow_when_connects_fail(
         assert s["connect_errors"] >= 1
     finally:
         await pool.close(timeout=5)
+
+
+OUTAGE_ERRORS = (agentdb.OperationalError, agentdb.PoolTimeout, TimeoutError, agentdb.InterfaceError)
+
+
+async def test_server_restarted_while_pool_idle(fault_cluster: Any, admin_sql: Any) -> None:
+    """Scenario 7a: every pooled connection dies with the server; once it is back the
+    next callers get live connections without an error. During the outage, callers get
+    clear errors within pool_timeout."""
+    dsn = fault_cluster.dsn()
+    pool = await agentdb.create_pool(
+        dsn, pool_size=3, max_overflow=2, pool_timeout=2, min_size=3, application_name=APP,
+        timeout=2,
+    )
+    try:
+        old = set()
+        for c in [await pool.acquire() for _ in range(3)]:
+            old.add(c.get_backend_pid())
+            await pool.release(c)
+        await asyncio.to_thread(fault_cluster.stop)
+        assert await wait_until(lambda: pool.stats()["size"] == 0, 5), pool.stats()
+        with Timer() as t:
+            outs = await asyncio.gather(
+                *(pool.fetchval("SELECT 1") for _ in range(5)), return_exceptions=True
+            )
+        assert all(isinstance(o, OUTAGE_ERRORS) for o in outs), outs
+        assert t.elapsed < 2 + 1.5, t.elapsed
+        await asyncio.to_thread(fault_cluster.start)
+        with Timer() as t:
+            got = await asyncio.gather(*(pool.fetchval("SELECT pg_backend_pid()") for _ in range(5)))
+        assert not (set(got) & old)
+        assert t.elapsed < 3
+        assert pool.stats()["lost"] >= 3
+        await assert_clean(pool, admin_sql, dsn, APP)
+    finally:
+        await pool.close(timeout=5)
+
+
+async def test_server_restarted_while_pool_busy(fault_cluster: Any, admin_sql: Any) -> None:
+    """Scenario 7b: 20 tasks keep querying while the server restarts: every call returns
+    or fails clearly within its bound (none hangs), and the pool recovers by itself."""
+    dsn = fault_cluster.dsn()
+    pool = await agentdb.create_pool(
+        dsn, pool_size=5, max_overflow=5, pool_timeout=2, min_size=5, application_name=APP,
+        timeout=2,
+    )
+    restarted = asyncio.Event()
+    outcomes: list[tuple[str, float]] = []
+    unexpected: list[BaseException] = []
+
+    async def worker(i: int) -> None:
+        after_restart_ok = 0
+        while after_restart_ok < 3:
+            t0 = time.monotonic()
+            try:
+                if i % 2:
+                    async with pool.acquire() as c, c.transaction():
+                        await c.execute("SELECT pg_sleep(0.02)", timeout=3)
+                else:
+                    await pool.fetchval("SELECT pg_sleep(0.02)", timeout=3)
+                outcomes.append(("ok", time.monotonic() - t0))
+                if restarted.is_set():
+                    after_restart_ok += 1
+            except OUTAGE_ERRORS as e:
+                outcomes.append((type(e).__name__, time.monotonic() - t0))
+                await asyncio.sleep(0.01)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                unexpected.append(e)
+                return
+
+    try:
+        tasks = [asyncio.ensure_future(worker(i)) for i in range(20)]
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(fault_cluster.restart)
+        restarted.set()
+        with Timer() as t:
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        assert not unexpected, unexpected[:3]
+        assert t.elapsed < 10, t.elapsed  # recovered by itself
+        errors_ = [o for o in outcomes if o[0] != "ok"]
+        assert errors_, "the restart went unnoticed?"
+        assert max(d for _, d in outcomes) < 3 + 1.5, max(outcomes, key=lambda o: o[1])
+        await assert_clean(pool, admin_sql, dsn, APP)
+    finally:
+        await pool.close(timeout=5)
+
+
+async def test_server_down_at_start(fault_cluster: Any, admin_sql: Any) -> None:
+    """Scenario 8: create_pool, get_session and check_database_connection with the server
+    down fail or answer within their bounds; everything works once it is up."""
+    from sqlalchemy import text
+
+    from agentdb import settings
+    from agentdb.settings import agentdb_url
+
+    dsn = fault_cluster.dsn()
+    await asyncio.to_thread(fault_cluster.stop)
+    # create_pool opens min_size connections: the error, at once.
+    with Timer() as t:
+        with pytest.raises(agentdb.OperationalError, match="refused"):
+            await agentdb.create_pool(dsn, timeout=2, pool_timeout=2, application_name=APP)
+    assert t.elapsed < 2 + 1.5
+    # min_size=0: created at once; a query fails clearly until the server is up.
+    pool = await agentdb.create_pool(
+        dsn, min_size=0, timeout=2, pool_timeout=2, application_name=APP
+    )
+    settings.configure(database_url=agentdb_url(dsn), pool_timeout=2)
+    try:
+        with Timer() as t:
+            with pytest.raises(agentdb.OperationalError):
+                await pool.fetchval("SELECT 1")
+        assert t.elapsed < 2 + 1.5
+        with Timer() as t:
+            assert await agentdb.check_database_connection(timeout=2) is False
+        assert t.elapsed < 2 + 1.5
+        with Timer() as t:
+            with pytest.raises(Exception) as info:  # SQLAlchemy wraps the driver's error
+                gen = agentdb.get_session()
+                session = await gen.__anext__()
+                try:
+                    await session.execute(text("SELECT 1"))
+                finally:
+                    await gen.aclose()
+        assert t.elapsed < 10 + 1.5  # the drop-in's connect timeout
+        assert "refused" in str(info.value) or "timeout" in str(info.value).lower()
+        await asyncio.to_thread(fault_cluster.start)
+        assert await pool.fetchval("SELECT 1") == 1
+        assert await agentdb.check_database_connection(timeout=5) is True
+        gen = agentdb.get_session()
+        session = await gen.__anext__()
+        try:
+            assert (await session.execute(text("SELECT 2"))).scalar() == 2
+        finally:
+            await gen.aclose()
+        await assert_clean(pool, admin_sql, dsn, APP)
+        native = await agentdb.get_pool()
+        await settle(native)
+    finally:
+        await pool.close(timeout=5)
+        await agentdb.close_db_connection()
+        settings.reset()
