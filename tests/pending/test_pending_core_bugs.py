@@ -42,3 +42,53 @@ async def test_failed_connects_are_not_retried_in_a_hot_loop() -> None:
         assert pool.stats()["connect_errors"] <= 20, pool.stats()["connect_errors"]
     finally:
         await pool.close(timeout=5)
+
+
+async def _active(admin_sql: Any, dsn: str, app: str) -> int:
+    rows = await asyncio.to_thread(
+        admin_sql, dsn,
+        f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' "
+        "AND state = 'active'",
+    )
+    return int(rows[0][0])
+
+
+async def test_close_cancels_the_in_flight_statement_on_the_server(
+    pg_dsn: str, admin_sql: Any
+) -> None:
+    """close(timeout), terminate() and Pool.close(timeout) with a statement running: the
+    caller gets InterfaceError at once (fine), but the statement keeps running on the
+    server: a ``pg_sleep(30)`` backend stays 'active' for 30 s (a runaway query keeps its
+    locks and CPU until it ends; the server notices the dead socket only when it next
+    writes, as client_connection_check_interval is 0 by default).
+
+    Diagnosis: src/connection.c agentdb_connection_close_now()/conn_release_pg() fail
+    the pending ops and PQfinish() the connection without a cancel request; close()
+    with a timeout does not wait for (or cancel) the in-flight statement either. Fix:
+    when ops are pending, fire the non-blocking cancel (as the statement timeout does)
+    before closing the socket, bounded by cancel_grace.
+    """
+    for how in ("close", "terminate", "pool.close"):
+        app = "adv_pending_close"
+        if how == "pool.close":
+            p = await agentdb.create_pool(pg_dsn, application_name=app, min_size=1)
+            fut = asyncio.ensure_future(p.fetchval("SELECT pg_sleep(30)"))
+        else:
+            c = await agentdb.connect(pg_dsn, application_name=app)
+            fut = asyncio.ensure_future(c.fetchval("SELECT pg_sleep(30)"))
+        await asyncio.sleep(0.3)
+        assert await _active(admin_sql, pg_dsn, app) == 1
+        if how == "close":
+            await c.close(timeout=1)
+        elif how == "terminate":
+            c.terminate()
+        else:
+            await p.close(timeout=1)
+        try:
+            await fut
+        except agentdb.InterfaceError:
+            pass
+        deadline = time.monotonic() + 3
+        while await _active(admin_sql, pg_dsn, app) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await _active(admin_sql, pg_dsn, app) == 0, f"{how}: the query still runs"
