@@ -7,6 +7,7 @@ src/connection.c, which are being rewritten.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -92,3 +93,34 @@ async def test_close_cancels_the_in_flight_statement_on_the_server(
         while await _active(admin_sql, pg_dsn, app) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert await _active(admin_sql, pg_dsn, app) == 0, f"{how}: the query still runs"
+
+
+async def test_child_closing_inherited_connections(pg_dsn: str) -> None:
+    """A forked child that closes what it inherited (``pool.terminate()`` or
+    ``conn.terminate()``, or drops them and runs the GC while its copy of the loop is
+    open) must leave the parent's connections working.
+
+    Today the parent's next statement on those connections hangs forever (asyncio and
+    uvloop alike). Diagnosis: conn_release_pg() rightly skips PQfinish() in a child, but
+    agentdb_connection_close_now() still removes the socket's reader from the event loop;
+    the child's loop shares the parent's epoll instance (inherited across fork), so
+    EPOLL_CTL_DEL removes the parent's registration and the parent never hears the reply.
+    Fix: when ``c->pid != getpid()``, touch neither the loop nor the socket: just forget
+    them (the same for the pool's timers).
+    """
+    p = await agentdb.create_pool(pg_dsn, pool_size=2, min_size=2)
+    try:
+        held = await p.acquire()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                p.terminate()
+                held.terminate()
+            finally:
+                os._exit(0)
+        await asyncio.to_thread(os.waitpid, pid, 0)
+        assert await asyncio.wait_for(held.fetchval("SELECT 1"), 3) == 1
+        assert await asyncio.wait_for(p.fetchval("SELECT 2"), 3) == 2
+        await p.release(held)
+    finally:
+        p.terminate()
