@@ -124,3 +124,38 @@ async def test_child_closing_inherited_connections(pg_dsn: str) -> None:
         await p.release(held)
     finally:
         p.terminate()
+
+
+async def test_pgbouncer_prepared_statement_error_says_what_to_do(pg_dsn: str) -> None:
+    """Behind PgBouncer in transaction mode with the default statement cache, users get
+    ``DuplicatePreparedStatement: prepared statement "__adb_1" already exists`` (42P05;
+    also 26000 "does not exist"), hint None: nothing says what to do.
+
+    Wanted (as asyncpg does): the error's hint (or message) names the cause and the fix:
+    a transaction/statement-mode pooler; use ``statement_cache_size=0``. Diagnosis: the
+    core raises the server's error as is (src/errors.c agentdb_error_from_result); on
+    42P05/26000 for an ``__adb_`` statement it should add that hint (and could drop the
+    cache entry and retry unnamed).
+    """
+    import sys
+    from urllib.parse import urlsplit
+
+    sys.path.insert(0, __file__.rsplit("/", 2)[0])
+    from faults.pgbouncer import PgBouncer
+
+    parts = urlsplit(pg_dsn)
+    b = PgBouncer(parts.hostname or "127.0.0.1", parts.port or 5432, pool_size=3).start()
+    try:
+        pool = await agentdb.create_pool(b.url(parts.path.lstrip("/")), pool_size=10, min_size=10)
+        outs = await asyncio.gather(
+            *(pool.fetchval("SELECT $1::int + 1", i % 7) for i in range(300)),
+            return_exceptions=True,
+        )
+        await pool.close(timeout=5)
+        errs = [o for o in outs if isinstance(o, BaseException)]
+        assert errs, "no failure at all (then the cache copes: fine)"
+        for e in errs:
+            text = f"{e} {getattr(e, 'hint', '') or ''}"
+            assert "statement_cache_size" in text, text
+    finally:
+        b.stop()
