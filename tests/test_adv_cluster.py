@@ -7,6 +7,7 @@ Scenarios 2 (overflow bounded when connects fail), 7 (restart while idle and bus
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from typing import Any
@@ -16,7 +17,7 @@ from faults.checks import Timer, assert_backends, assert_clean, settle, wait_unt
 
 import agentdb
 
-APP = "adv_cluster"
+APP = f"adv_cluster_{os.getpid()}"  # unique: concurrent runs share the server
 
 
 def _closed_port() -> int:
@@ -200,7 +201,9 @@ async def test_overflow_never_exceeds_max_overflow_when_connects_fail(
         await pool.close(timeout=5)
 
 
-OUTAGE_ERRORS = (agentdb.OperationalError, agentdb.PoolTimeout, TimeoutError, agentdb.InterfaceError)
+OUTAGE_ERRORS = (
+    agentdb.OperationalError, agentdb.PoolTimeout, TimeoutError, agentdb.InterfaceError
+)
 
 
 async def test_server_restarted_while_pool_idle(fault_cluster: Any, admin_sql: Any) -> None:
@@ -227,7 +230,9 @@ async def test_server_restarted_while_pool_idle(fault_cluster: Any, admin_sql: A
         assert t.elapsed < 2 + 1.5, t.elapsed
         await asyncio.to_thread(fault_cluster.start)
         with Timer() as t:
-            got = await asyncio.gather(*(pool.fetchval("SELECT pg_backend_pid()") for _ in range(5)))
+            got = await asyncio.gather(
+                *(pool.fetchval("SELECT pg_backend_pid()") for _ in range(5))
+            )
         assert not (set(got) & old)
         assert t.elapsed < 3
         assert pool.stats()["lost"] >= 3

@@ -8,16 +8,15 @@ behind and nothing idle in transaction.
 from __future__ import annotations
 
 import asyncio
-import socket
+import os
 from typing import Any
 
 import pytest
 from faults.checks import Timer, assert_backends, assert_clean, settle, wait_until
 
 import agentdb
-from agentdb import errors
 
-APP = "adv_net"
+APP = f"adv_net_{os.getpid()}"  # unique: concurrent runs share the server
 CANCEL_GRACE = agentdb.connection.DEFAULT_CANCEL_GRACE
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest

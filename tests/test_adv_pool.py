@@ -11,12 +11,12 @@ import resource
 from typing import Any
 
 import pytest
-from faults.checks import Timer, assert_backends, assert_clean, settle, wait_until
+from faults.checks import Timer, assert_backends, assert_clean, settle
 
 import agentdb
 from agentdb import errors
 
-APP = "adv_pool"
+APP = f"adv_pool_{os.getpid()}"  # unique: concurrent runs share the server
 
 
 @pytest.fixture

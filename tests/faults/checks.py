@@ -26,7 +26,9 @@ class Timer:
         return (self.end if self.end is not None else time.monotonic()) - self.start
 
 
-async def wait_until(pred: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> bool:
+async def wait_until(
+    pred: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
+) -> bool:
     """Poll ``pred`` until it is true or ``timeout`` passes; return its last value."""
     deadline = time.monotonic() + timeout
     while True:

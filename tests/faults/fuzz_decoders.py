@@ -132,7 +132,7 @@ def run_random(iterations: int, seed: int) -> int:
     t0 = time.monotonic()
     for oid, data, binary in pool:
         target(oid, data, binary)
-    for i in range(iterations):
+    for _ in range(iterations):
         oid, data, binary = rng.choice(pool)
         if rng.random() < 0.1:
             oid = rng.choice(OIDS)  # valid bytes of one type decoded as another

@@ -59,7 +59,7 @@ class PgBouncer:
         cmd = [self.exe, self.ini]
         if os.geteuid() == 0:  # pgbouncer refuses to run as root
             pw = pwd.getpwnam("postgres")
-            for root, dirs, files in os.walk(self.dir):
+            for root, _dirs, files in os.walk(self.dir):
                 for n in [root, *(os.path.join(root, x) for x in files)]:
                     os.chown(n, pw.pw_uid, pw.pw_gid)
             cmd = ["runuser", "-u", "postgres", "--", *cmd]

@@ -175,7 +175,8 @@ class FaultProxy:
                 if self._mode != "silent":
                     for link in list(self._links):
                         for s in (link.client, link.server):
-                            if not link.closed and link.out[s] and link.out[s][0][0] <= time.monotonic():
+                            q = link.out[s]
+                            if not link.closed and q and q[0][0] <= time.monotonic():
                                 self._flush(link, s)
                 with self._lock:
                     self._links = [link for link in self._links if not link.closed]

@@ -1,4 +1,5 @@
-"""The soak (tests/test_adv_soak.py, tests/pending/test_soak_with_kills.py): 2,000 tasks on a pool of 20 + 10 doing random queries, with random cancellations,
+"""The soak (tests/test_adv_soak.py, tests/pending/test_soak_with_kills.py): 2,000 tasks
+on a pool of 20 + 10 doing random queries, with random cancellations,
 tiny timeouts and a backend killed every second.
 
 Duration: ``AGENTDB_SOAK_SECONDS`` (default 20 in the suite, so CI stays fast; the
@@ -17,13 +18,13 @@ import random
 import time
 from typing import Any
 
-from .checks import assert_backends, settle
-
 import agentdb
+
+from .checks import assert_backends, settle
 
 __all__ = ["run_soak", "SECONDS"]
 
-APP = "adv_soak"
+APP = f"adv_soak_{os.getpid()}"  # unique: concurrent runs share the server
 SECONDS = float(os.environ.get("AGENTDB_SOAK_SECONDS", "20"))
 CANCEL_RATE = float(os.environ.get("AGENTDB_SOAK_CANCEL_RATE", "0.1"))
 

@@ -70,7 +70,7 @@ async def test_close_cancels_the_in_flight_statement_on_the_server(
     before closing the socket, bounded by cancel_grace.
     """
     for how in ("close", "terminate", "pool.close"):
-        app = "adv_pending_close"
+        app = f"adv_pending_close_{os.getpid()}"
         if how == "pool.close":
             p = await agentdb.create_pool(pg_dsn, application_name=app, min_size=1)
             fut = asyncio.ensure_future(p.fetchval("SELECT pg_sleep(30)"))
