@@ -61,6 +61,9 @@ agentdb_system_packages() {
     command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
     command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
     command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+    # the adversity suite: PgBouncer (scenario 19) and the openssl CLI (TLS, scenario 13)
+    command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
     command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
     if command -v "$PYTHON" >/dev/null 2>&1; then
         _py_has_headers || need+=(python3-dev)

@@ -63,10 +63,15 @@ def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
     params: dict[str, str] = {}
     if dsn:
         text = normalize_url(dsn)
+        scrubbed: Exception | None = None
         try:
             params = _core.parse_dsn(text)
         except _core.InterfaceError as e:
-            raise _core.InterfaceError(scrub(str(e), find_password(text))) from None
+            scrubbed = _core.InterfaceError(scrub(str(e), find_password(text)))
+        if scrubbed is not None:
+            # raised outside the except block: libpq's text (which echoes the whole URI,
+            # password included) must not survive as the new error's __context__
+            raise scrubbed
     for key, value in overrides.items():
         if value is None:
             continue

@@ -40,6 +40,10 @@ SERVER_SKIP_WORDS = re.compile(r"postgres|server|database|\bpsql\b|libpq|\bdsn\b
 
 pytest_plugins = ["pytester"]
 
+# tests/pending/: scenarios that fail because of a known core bug (see its README); kept
+# out of the collected suite until the core is fixed.
+collect_ignore_glob = ["pending/*"]
+
 __all__ = ["admin_sql"]
 
 
@@ -290,3 +294,21 @@ async def conn(pg_dsn: str) -> Any:
         yield c
     finally:
         await c.close()
+
+
+@pytest.fixture
+def fault_proxy(pg_dsn: str) -> Iterator[Any]:
+    """A ``tests.faults.proxy.FaultProxy`` in front of the suite's server.
+
+    ``fault_proxy.dsn`` is the suite's database through the proxy; switch faults with
+    ``.silent() .reset() .latency(s) .restore()``. Closed (every link reset) after the test.
+    """
+    from faults.proxy import FaultProxy
+
+    parts = urlsplit(pg_dsn)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.dsn = proxy.url(parts.path.lstrip("/") or "postgres", parts.username or "postgres")
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -1,0 +1,1 @@
+"""Fault-injection helpers for the adversity suite (a TCP fault proxy, a pgbouncer runner)."""
