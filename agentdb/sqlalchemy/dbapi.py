@@ -226,8 +226,10 @@ class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
         conn = self._adapt_connection._connection
         if conn.is_closed() or not in_greenlet():
             return
-        status = conn.get_transaction_status()
-        if status == "intrans" or (self._hold and status == "idle"):
+        adapt = self._adapt_connection
+        if adapt._in_transaction() or (
+            self._hold and conn.get_transaction_status() in ("idle", "active")
+        ):
             try:
                 await_only(conn._query(f"CLOSE {name}", ()))
             except Exception:  # the cursor may be gone already
@@ -251,6 +253,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         "_command_timeout",
         "_seen_ddl",
         "_cache_off",
+        "_began",
     )
 
     _connection: Connection  # type: ignore[assignment]
@@ -270,6 +273,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         self._command_timeout = command_timeout or 0.0
         self._seen_ddl = ddl_generation[0]
         self._cache_off = False
+        self._began = False
         self.isolation_level: str | None = None
         self._isolation_setting: str | None = None
         self.readonly = False
@@ -299,10 +303,23 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             self._cache_off = False
             self._connection._configure(self._cache_size, self._command_timeout, 5.0)
 
+    def _in_transaction(self) -> bool:
+        """Whether a transaction is open on the connection.
+
+        The core reports ``"active"`` while housekeeping of its own is in flight (the
+        ``DEALLOCATE`` of a statement evicted from its cache is sent right after the
+        statement whose preparation evicted it): then the server's answer is not known
+        yet, and whether this adapter began a transaction decides.
+        """
+        status = self._connection.get_transaction_status()
+        if status == "active":
+            return self._began
+        return status in ("intrans", "inerror")
+
     def _begin_sql(self) -> str | None:
         if self.isolation_level == "autocommit":
             return None
-        if self._connection.is_in_transaction():
+        if self._in_transaction():
             return None
         sql = "BEGIN"
         level = self.isolation_level
@@ -328,6 +345,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         begin = self._begin_sql()
         futs = []
         if begin is not None:
+            self._began = True
             futs.append(conn._query(begin, ()))
         futs.append(conn._query(operation, args))
         if then is not None:
@@ -353,6 +371,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         begin = self._begin_sql()
         conn = self._connection
         if begin is not None:
+            self._began = True
             await conn._query(begin, ())
         await conn.executemany(operation, [tuple(p) for p in seq_of_parameters])
 
@@ -386,8 +405,10 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
 
     def _end(self, sql: str) -> None:
         conn = self._connection
-        if conn.is_closed() or conn.get_transaction_status() not in ("intrans", "inerror"):
+        if conn.is_closed() or not self._in_transaction():
+            self._began = False
             return
+        self._began = False
         try:
             await_only(conn._query(sql, ()))
         except Exception as error:
