@@ -405,3 +405,33 @@ async def test_commit_after_a_statement_cache_eviction(pg_dsn: str) -> None:
             await c.commit()
     finally:
         await eng.dispose()
+
+
+async def test_same_sql_after_ddl_mid_transaction(pg_dsn: str) -> None:
+    """A table re-created with another column type, the same SELECT text on pooled
+    connections whose statement caches predate the DDL, as the second statement of a
+    transaction (no transparent retry possible there): no "cached plan must not change
+    result type". DDL through text() counts too."""
+    eng = create_async_engine(sa_url(pg_dsn), pool_size=3, max_overflow=0)
+    select_sql = sa.text("SELECT v FROM sa_stale")
+    try:
+        for kind, value in (("int", 1), ("text", "a"), ("date", datetime.date(2024, 1, 2))):
+            async with eng.begin() as c:
+                await c.execute(sa.text("DROP TABLE IF EXISTS sa_stale"))
+                await c.execute(sa.text(f"CREATE TABLE sa_stale (id int, v {kind})"))
+            conns = [await eng.connect() for _ in range(3)]  # every pooled connection
+            try:
+                for c in conns:
+                    await c.execute(
+                        sa.text("INSERT INTO sa_stale (id, v) VALUES (:i, :v)"),
+                        {"i": id(c) % 1000, "v": value},
+                    )
+                    assert set((await c.execute(select_sql)).scalars()) == {value}
+                    await c.rollback()
+            finally:
+                for c in conns:
+                    await c.close()
+        async with eng.begin() as c:
+            await c.execute(sa.text("DROP TABLE sa_stale"))
+    finally:
+        await eng.dispose()
