@@ -510,7 +510,8 @@ class AgentdbDBAPI(AsyncAdapt_dbapi_module):
     ROWID = "ROWID"
 
     def __init__(self) -> None:
-        super().__init__(agentdb)  # type: ignore[arg-type]
+        if AsyncAdapt_dbapi_module.__init__ is not object.__init__:  # SQLAlchemy 2.1
+            super().__init__(agentdb)  # type: ignore[arg-type]
         self.agentdb = agentdb
 
     @staticmethod

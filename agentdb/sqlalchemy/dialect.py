@@ -138,8 +138,13 @@ class _JSONPathType(pg_json.JSONPathType):
         return process
 
 
-class _NumericCommon(sqltypes.NumericCommon):  # type: ignore[misc]
+class _NumericCommon:
+    """Numeric/Float result handling by result OID (a mixin: SQLAlchemy 2.0 has no
+    ``sqltypes.NumericCommon``, 2.1 has)."""
+
     render_bind_cast = True
+    asdecimal: bool
+    _effective_decimal_return_scale: Any
 
     def bind_processor(self, dialect: Any) -> Any:
         return None
