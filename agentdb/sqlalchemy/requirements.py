@@ -245,7 +245,13 @@ class Requirements(SuiteRequirements):  # type: ignore[misc]
 
     @property
     def reflect_table_options(self) -> Any:
-        return exclusions.open()
+        # PostgreSQL's dialect reflects table options from SQLAlchemy 2.1 on.
+        from sqlalchemy.dialects.postgresql.base import PGDialect
+
+        return exclusions.only_if(
+            lambda config: "get_multi_table_options" in vars(PGDialect),
+            "PGDialect reflects no table options before SQLAlchemy 2.1",
+        )
 
     @property
     def materialized_views(self) -> Any:
