@@ -42,13 +42,16 @@ _SS_BATCH = 100
 _CANCEL_GRACE = 5.0  # agentdb.connection.DEFAULT_CANCEL_GRACE
 _cursor_names = itertools.count(1)
 
-# Bumped after every DDL statement a connection of this process runs (by its command
-# tag: CREATE/ALTER/DROP ...; text() DDL included). Each native connection remembers the
-# generation its statement cache was last emptied at; one that is behind empties its cache
-# before its next statement, so no plan prepared before the DDL is used afterwards
+# Bumped after every DDL statement a connection of this process runs (by its command tag:
+# CREATE/ALTER/DROP, text() DDL included; not CREATE TEMP). Each native connection
+# remembers the generation its statement cache was last emptied at; one that is behind
+# empties its cache before its next statement, so no plan prepared before the DDL is used afterwards
 # ("cached plan must not change result type" cannot be retried inside a transaction).
 ddl_generation = [0]
-_DDL_TAG = re.compile(r"^(?:CREATE|ALTER|DROP|COMMENT|TRUNCATE|GRANT|REVOKE)\b")
+_DDL_TAG = re.compile(r"^(?:CREATE|ALTER|DROP)\b")
+# A new temporary table changes no existing plan: services that make one per request must
+# not empty every connection's cache each time.
+_CREATE_TEMP = re.compile(r"^\s*CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\s", re.I)
 _forget_counter = itertools.count(1)
 
 
@@ -319,8 +322,8 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         conn._agentdb_ddl_seen = gen  # type: ignore[attr-defined]
 
     @staticmethod
-    def _saw_tag(tag: str) -> None:
-        if _DDL_TAG.match(tag):
+    def _saw_tag(tag: str, operation: str) -> None:
+        if _DDL_TAG.match(tag) and not _CREATE_TEMP.match(operation):
             ddl_generation[0] += 1
 
     def _in_transaction(self) -> bool:
@@ -373,7 +376,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             futs.append(conn._query(then, ()))
         if len(futs) == 1:
             result = await futs[0]
-            self._saw_tag(result[3])
+            self._saw_tag(result[3], operation)
             return result  # type: ignore[no-any-return]
         results = await asyncio.gather(*futs, return_exceptions=True)
         for r in results:
@@ -387,7 +390,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
                     await conn._query("ROLLBACK", ())
                     return await self._run(operation, parameters, then, _retry=False)
                 raise r
-        self._saw_tag(results[-2 if then is not None else -1][3])  # type: ignore[index]
+        self._saw_tag(results[-2 if then is not None else -1][3], operation)  # type: ignore[index]
         return results[-1]  # type: ignore[no-any-return]
 
     async def _run_many(self, operation: str, seq_of_parameters: Any) -> None:
