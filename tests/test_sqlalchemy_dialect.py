@@ -375,3 +375,63 @@ async def test_concurrent_sessions_share_the_pool(engine: AsyncEngine) -> None:
     assert results == list(range(100))
     stats = engine.sync_engine.pool.stats()  # type: ignore[attr-defined]
     assert stats["size"] <= 10 and stats["in_use"] == 0
+
+
+async def test_commit_after_a_statement_cache_eviction(pg_dsn: str) -> None:
+    """A statement whose preparation evicts a cached one is followed by the core's own
+    ``DEALLOCATE``; while that is in flight the connection reports "active", not "intrans".
+    The commit must still be sent (it was skipped, and the pool rolled the rows back)."""
+    eng = create_async_engine(
+        sa_url(pg_dsn) + "?prepared_statement_cache_size=2", pool_size=1, max_overflow=0
+    )
+    t = sa.table("sa_evict", sa.column("id", sa.Integer), sa.column("n", sa.Integer))
+    try:
+        async with eng.begin() as c:
+            await c.execute(sa.text("DROP TABLE IF EXISTS sa_evict"))
+            await c.execute(sa.text("CREATE TABLE sa_evict (id int PRIMARY KEY, n int)"))
+        for i in range(6):
+            async with eng.begin() as c:
+                # distinct statements: each one prepared evicts another
+                await c.execute(sa.text(f"SELECT {i}"))
+                await c.execute(sa.text(f"SELECT {i} + 100"))
+                await c.execute(t.insert(), [{"id": 10 * i + j, "n": j} for j in range(3)])
+            async with eng.begin() as c:
+                await c.execute(sa.text(f"SELECT {i} + 200"))
+                await c.execute(t.update().where(t.c.id == 10 * i).values(n=-1))
+        async with eng.connect() as c:
+            assert await c.scalar(sa.select(sa.func.count()).select_from(t)) == 18
+            assert await c.scalar(sa.select(sa.func.count()).where(t.c.n == -1)) == 6
+            await c.execute(sa.text("DROP TABLE sa_evict"))
+            await c.commit()
+    finally:
+        await eng.dispose()
+
+
+async def test_same_sql_after_ddl_mid_transaction(pg_dsn: str) -> None:
+    """A table re-created with another column type, the same SELECT text on pooled
+    connections whose statement caches predate the DDL, as the second statement of a
+    transaction (no transparent retry possible there): no "cached plan must not change
+    result type". DDL through text() counts too."""
+    eng = create_async_engine(sa_url(pg_dsn), pool_size=3, max_overflow=0)
+    select_sql = sa.text("SELECT v FROM sa_stale")
+    try:
+        for kind, value in (("int", 1), ("text", "a"), ("date", datetime.date(2024, 1, 2))):
+            async with eng.begin() as c:
+                await c.execute(sa.text("DROP TABLE IF EXISTS sa_stale"))
+                await c.execute(sa.text(f"CREATE TABLE sa_stale (id int, v {kind})"))
+            conns = [await eng.connect() for _ in range(3)]  # every pooled connection
+            try:
+                for c in conns:
+                    await c.execute(
+                        sa.text("INSERT INTO sa_stale (id, v) VALUES (:i, :v)"),
+                        {"i": id(c) % 1000, "v": value},
+                    )
+                    assert set((await c.execute(select_sql)).scalars()) == {value}
+                    await c.rollback()
+            finally:
+                for c in conns:
+                    await c.close()
+        async with eng.begin() as c:
+            await c.execute(sa.text("DROP TABLE sa_stale"))
+    finally:
+        await eng.dispose()

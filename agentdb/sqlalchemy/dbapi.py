@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import itertools
 import re
 from collections.abc import Sequence
@@ -38,14 +39,42 @@ _ISOLATION_SQL = {
     "serializable": "SERIALIZABLE",
 }
 _SS_BATCH = 100
+_CANCEL_GRACE = 5.0  # agentdb.connection.DEFAULT_CANCEL_GRACE
 _cursor_names = itertools.count(1)
 
-# Bumped by every DDL statement SQLAlchemy runs (AgentdbExecutionContext.pre_exec). A
-# connection that has seen no DDL since its transaction began uses its prepared-statement
-# cache; otherwise it runs unnamed statements until the transaction ends, so a plan cached
-# before a table changed cannot fail the transaction ("cached plan must not change result
-# type"; outside a transaction the core re-prepares such a statement by itself).
+# Bumped after every DDL statement a connection of this process runs (by its command tag:
+# CREATE/ALTER/DROP, text() DDL included; not CREATE TEMP). Each native connection
+# remembers the generation its statement cache was last emptied at; one that is behind
+# empties its cache before its next statement, so no plan prepared before the DDL is used afterwards
+# ("cached plan must not change result type" cannot be retried inside a transaction).
 ddl_generation = [0]
+_DDL_TAG = re.compile(r"^(?:CREATE|ALTER|DROP)\b")
+# A new temporary table changes no existing plan: services that make one per request must
+# not empty every connection's cache each time.
+_CREATE_TEMP = re.compile(r"^\s*CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\s", re.I)
+_forget_counter = itertools.count(1)
+
+
+async def clear_statement_cache(conn: Connection, cache_size: int, command_timeout: float) -> None:
+    """Forget every prepared statement of ``conn`` (the server's copies too).
+
+    Uses the core's ``Connection.clear_statement_cache()`` when it has one. Until then it is
+    emulated: with a cache of size 1, preparing one new statement evicts all the others
+    (the core sends a ``DEALLOCATE`` for each, queued before any later statement).
+    """
+    native = getattr(conn, "clear_statement_cache", None)
+    if native is not None:  # the core's own (switch: this branch is the whole function)
+        result = native()
+        if inspect.isawaitable(result):
+            await result
+        return
+    if conn._statement_count() == 0 or cache_size <= 0:
+        return
+    conn._configure(1, command_timeout, _CANCEL_GRACE)
+    try:
+        await conn._query(f"SELECT 1 -- agentdb: forget statements {next(_forget_counter)}", ())
+    finally:
+        conn._configure(cache_size, command_timeout, _CANCEL_GRACE)
 
 
 def _is_stale_statement(error: BaseException) -> bool:
@@ -226,8 +255,10 @@ class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
         conn = self._adapt_connection._connection
         if conn.is_closed() or not in_greenlet():
             return
-        status = conn.get_transaction_status()
-        if status == "intrans" or (self._hold and status == "idle"):
+        adapt = self._adapt_connection
+        if adapt._in_transaction() or (
+            self._hold and conn.get_transaction_status() in ("idle", "active")
+        ):
             try:
                 await_only(conn._query(f"CLOSE {name}", ()))
             except Exception:  # the cursor may be gone already
@@ -249,8 +280,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         "_released",
         "_cache_size",
         "_command_timeout",
-        "_seen_ddl",
-        "_cache_off",
+        "_began",
     )
 
     _connection: Connection  # type: ignore[assignment]
@@ -268,8 +298,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         self._pool = pool
         self._cache_size = cache_size
         self._command_timeout = command_timeout or 0.0
-        self._seen_ddl = ddl_generation[0]
-        self._cache_off = False
+        self._began = False
         self.isolation_level: str | None = None
         self._isolation_setting: str | None = None
         self.readonly = False
@@ -281,28 +310,39 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
     def _conn(self) -> Connection:
         return self._connection
 
-    def _check_ddl(self) -> None:
-        """DDL ran since this connection last ended a transaction: no cached plans until
-        the next transaction end (outside a transaction the core re-prepares by itself)."""
+    async def _sync_cache(self) -> None:
+        """Empty the statement cache when DDL ran since it was last emptied."""
+        conn = self._connection
         gen = ddl_generation[0]
-        if gen == self._seen_ddl or self._cache_off or self._cache_size <= 0:
+        if getattr(conn, "_agentdb_ddl_seen", 0) == gen:
             return
-        if self.isolation_level == "autocommit":
-            self._seen_ddl = gen
-            return
-        self._cache_off = True
-        self._connection._configure(0, self._command_timeout, 5.0)
+        if conn.get_transaction_status() == "inerror":
+            return  # nothing but a rollback runs now; the next statement checks again
+        await clear_statement_cache(conn, self._cache_size, self._command_timeout)
+        conn._agentdb_ddl_seen = gen  # type: ignore[attr-defined]
 
-    def _restore_cache(self) -> None:
-        self._seen_ddl = ddl_generation[0]
-        if self._cache_off:
-            self._cache_off = False
-            self._connection._configure(self._cache_size, self._command_timeout, 5.0)
+    @staticmethod
+    def _saw_tag(tag: str, operation: str) -> None:
+        if _DDL_TAG.match(tag) and not _CREATE_TEMP.match(operation):
+            ddl_generation[0] += 1
+
+    def _in_transaction(self) -> bool:
+        """Whether a transaction is open on the connection.
+
+        The core reports ``"active"`` while housekeeping of its own is in flight (the
+        ``DEALLOCATE`` of a statement evicted from its cache is sent right after the
+        statement whose preparation evicted it): then the server's answer is not known
+        yet, and whether this adapter began a transaction decides.
+        """
+        status = self._connection.get_transaction_status()
+        if status == "active":
+            return self._began
+        return status in ("intrans", "inerror")
 
     def _begin_sql(self) -> str | None:
         if self.isolation_level == "autocommit":
             return None
-        if self._connection.is_in_transaction():
+        if self._in_transaction():
             return None
         sql = "BEGIN"
         level = self.isolation_level
@@ -324,16 +364,20 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         """BEGIN (when due), the statement and an optional follow-up, pipelined."""
         conn = self._connection
         args = tuple(parameters) if parameters else ()
-        self._check_ddl()
+        if getattr(conn, "_agentdb_ddl_seen", 0) != ddl_generation[0]:
+            await self._sync_cache()
         begin = self._begin_sql()
         futs = []
         if begin is not None:
+            self._began = True
             futs.append(conn._query(begin, ()))
         futs.append(conn._query(operation, args))
         if then is not None:
             futs.append(conn._query(then, ()))
         if len(futs) == 1:
-            return await futs[0]  # type: ignore[no-any-return]
+            result = await futs[0]
+            self._saw_tag(result[3], operation)
+            return result  # type: ignore[no-any-return]
         results = await asyncio.gather(*futs, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
@@ -346,13 +390,16 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
                     await conn._query("ROLLBACK", ())
                     return await self._run(operation, parameters, then, _retry=False)
                 raise r
+        self._saw_tag(results[-2 if then is not None else -1][3], operation)  # type: ignore[index]
         return results[-1]  # type: ignore[no-any-return,return-value]
 
     async def _run_many(self, operation: str, seq_of_parameters: Any) -> None:
-        self._check_ddl()
-        begin = self._begin_sql()
         conn = self._connection
+        if getattr(conn, "_agentdb_ddl_seen", 0) != ddl_generation[0]:
+            await self._sync_cache()
+        begin = self._begin_sql()
         if begin is not None:
+            self._began = True
             await conn._query(begin, ())
         await conn.executemany(operation, [tuple(p) for p in seq_of_parameters])
 
@@ -386,15 +433,14 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
 
     def _end(self, sql: str) -> None:
         conn = self._connection
-        if conn.is_closed() or conn.get_transaction_status() not in ("intrans", "inerror"):
+        if conn.is_closed() or not self._in_transaction():
+            self._began = False
             return
+        self._began = False
         try:
             await_only(conn._query(sql, ()))
         except Exception as error:
             self._handle_exception(error)
-        finally:
-            if self._cache_off and not conn.is_closed():
-                self._restore_cache()
 
     def rollback(self) -> None:
         self._end("ROLLBACK")
@@ -416,8 +462,6 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             return
         self._released = True
         conn = self._connection
-        if self._cache_off and not conn.is_closed():
-            self._restore_cache()
         if self._pool is not None:
             try:
                 self._pool.release(conn)
@@ -469,7 +513,8 @@ class AgentdbDBAPI(AsyncAdapt_dbapi_module):
     ROWID = "ROWID"
 
     def __init__(self) -> None:
-        super().__init__(agentdb)  # type: ignore[arg-type]
+        if AsyncAdapt_dbapi_module.__init__ is not object.__init__:  # type: ignore[comparison-overlap]  # SQLAlchemy 2.1 (2.0 has none)
+            super().__init__(agentdb)  # type: ignore[arg-type]
         self.agentdb = agentdb
 
     @staticmethod

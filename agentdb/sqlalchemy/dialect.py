@@ -35,7 +35,7 @@ from sqlalchemy.engine import processors
 from sqlalchemy.engine.url import URL
 from sqlalchemy.sql import sqltypes
 
-from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI, ddl_generation
+from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI
 from .pool import AgentdbPool
 
 _DISCONNECT_MESSAGES = (
@@ -138,8 +138,13 @@ class _JSONPathType(pg_json.JSONPathType):
         return process
 
 
-class _NumericCommon(sqltypes.NumericCommon):  # type: ignore[misc,type-arg]
+class _NumericCommon:
+    """Numeric/Float result handling by result OID (a mixin: SQLAlchemy 2.0 has no
+    ``sqltypes.NumericCommon``, 2.1 has)."""
+
     render_bind_cast = True
+    asdecimal: bool
+    _effective_decimal_return_scale: Any
 
     def bind_processor(self, dialect: Any) -> Any:
         return None
@@ -197,7 +202,20 @@ class _REGCLASS(REGCLASS):
 
 
 class _CHAR(sqltypes.CHAR):
+    """The catalogs' one-byte ``"char"`` columns are typed CHAR by PG reflection.
+
+    The core decodes a zero ``"char"`` (``attgenerated``/``attidentity`` of an ordinary
+    column) as ``"\x00"``, where PostgreSQL's text form (and psycopg) give ``""``;
+    reflection takes anything else for a generated column. Text values never hold NUL.
+    """
+
     render_bind_cast = True
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        def process(value: Any) -> Any:
+            return "" if value == "\x00" else value
+
+        return process
 
 
 def _json_result(self: Any, dialect: Any, coltype: Any) -> Any:
@@ -227,10 +245,6 @@ class _PGJSONB(pg_json.JSONB):
 
 
 class AgentdbExecutionContext(PGExecutionContext):
-    def pre_exec(self) -> None:
-        if self.isddl:
-            ddl_generation[0] += 1
-
     def create_server_side_cursor(self) -> Any:
         return self._dbapi_connection.cursor(server_side=True)
 
