@@ -40,9 +40,6 @@ SERVER_SKIP_WORDS = re.compile(r"postgres|server|database|\bpsql\b|libpq|\bdsn\b
 
 pytest_plugins = ["pytester"]
 
-# tests/pending/: scenarios that fail because of a known core bug (see its README); kept
-# out of the collected suite until the core is fixed.
-collect_ignore_glob = ["pending/*"]
 
 __all__ = ["admin_sql"]
 

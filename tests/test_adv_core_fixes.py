@@ -1,7 +1,7 @@
-"""Scenarios the C core gets wrong today (kept out of the collected suite; see README).
+"""Core bugs the adversity suite found, each now fixed in src/ and kept as a regression test.
 
-Each test asserts the behaviour the issue asks for. Diagnoses point at src/pool.c and
-src/connection.c, which are being rewritten.
+Each docstring says what went wrong and where; the fix is in the commit that moved the test
+here.
 """
 
 from __future__ import annotations
@@ -137,10 +137,8 @@ async def test_pgbouncer_prepared_statement_error_says_what_to_do(pg_dsn: str) -
     42P05/26000 for an ``__adb_`` statement it should add that hint (and could drop the
     cache entry and retry unnamed).
     """
-    import sys
     from urllib.parse import urlsplit
 
-    sys.path.insert(0, __file__.rsplit("/", 2)[0])
     from faults.pgbouncer import PgBouncer
 
     parts = urlsplit(pg_dsn)
