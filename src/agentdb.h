@@ -71,6 +71,11 @@ typedef struct {
     void *datetime_capi;     /* PyDateTime_CAPI*, from the datetime capsule */
     PyObject *codec_cache;   /* free for codecs.c to use (NULL if unused) */
 
+    /* libpq handles alive (every PGconn and PGresult has one owner and is
+       freed once: the leak tests compare these before and after). */
+    Py_ssize_t live_pgconns;
+    Py_ssize_t live_pgresults;
+
     /* asyncio glue (loop.c). */
     PyObject *get_running_loop; /* asyncio.get_running_loop */
     PyObject *future_class;     /* agentdb._aio.AgentFuture, set by _core._setup() */

@@ -266,6 +266,7 @@ static void conn_release_pg(agentdb_Connection *c)
             PQfinish(c->pg);
         }
         c->pg = NULL;
+        conn_state(c)->live_pgconns--;
     }
 }
 
@@ -1076,6 +1077,14 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
     op_pop_deliver(c);
 }
 
+static inline void result_clear(agentdb_Connection *c, PGresult *res)
+{
+    if (res != NULL) {
+        c->st->live_pgresults--;
+        PQclear(res);
+    }
+}
+
 /* Read and dispatch the results already received, without blocking. */
 static void conn_read_results(agentdb_Connection *c)
 {
@@ -1110,6 +1119,9 @@ static void conn_read_results(agentdb_Connection *c)
             break;
         }
         PGresult *res = PQgetResult(pg);
+        if (res != NULL) {
+            c->st->live_pgresults++;
+        }
         if (op->st == OPST_SIMPLE) {
             if (res == NULL) {
                 c->txn_status = PQtransactionStatus(pg);
@@ -1123,7 +1135,7 @@ static void conn_read_results(agentdb_Connection *c)
                 continue;
             }
             op_take_result(c, op, res);
-            PQclear(res);
+            result_clear(c, res);
             continue;
         }
         if (res == NULL) {
@@ -1138,12 +1150,12 @@ static void conn_read_results(agentdb_Connection *c)
             continue;
         }
         if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
-            PQclear(res);
+            result_clear(c, res);
             op_phase_done(c, op);
             continue;
         }
         op_take_result(c, op, res);
-        PQclear(res);
+        result_clear(c, res);
     }
 }
 
@@ -2062,6 +2074,7 @@ static PyObject *Connection__connect(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto error;
     }
+    st->live_pgconns++;
     /* Notices go nowhere by default rather than to stderr. */
     PQsetNoticeReceiver(c->pg, notice_receive, c);
     c->state = CONN_CONNECTING;

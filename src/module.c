@@ -44,7 +44,16 @@ static PyObject *module_libpq_version(PyObject *Py_UNUSED(module), PyObject *Py_
     return PyLong_FromLong(PQlibVersion());
 }
 
+/* _handle_counts() -> (PGconn alive, PGresult alive): for leak tests. */
+static PyObject *module_handle_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    agentdb_state *st = agentdb_get_state(module);
+    return Py_BuildValue("(nn)", st->live_pgconns, st->live_pgresults);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_handle_counts", module_handle_counts, METH_NOARGS,
+     "(PGconn alive, PGresult alive): every libpq handle is freed once (tests)."},
     {"_setup", module_setup, METH_O, "Register the asyncio Future subclass (internal)."},
     {"libpq_version", module_libpq_version, METH_NOARGS,
      "The version of the libpq in use, as PQlibVersion() reports it (150005 for 15.5)."},
