@@ -230,6 +230,16 @@ static void pool_grow(agentdb_Pool *p)
     if (!p->closing && p->nwaiters > p->opening + p->pinging &&
         pool_count(p) < p->pool_size + p->max_overflow) {
         double wait = p->next_connect_at - agentdb_monotonic();
+        int nothing_coming = p->opening == 0 && p->in_use + PyList_GET_SIZE(p->shared) +
+                                                        PyList_GET_SIZE(p->resetting) ==
+                                                    0;
+        if (wait > 0 && nothing_coming) {
+            /* Backing off, but nothing else can serve these waiters: one attempt
+               now, so a caller gets the connect error at once.  Each failure
+               fails one waiter, so this ends with the waiters. */
+            pool_open(p);
+            return;
+        }
         if (wait > 0) {
             /* Backing off after a failed connect: try again when it ends. */
             if (p->grow_timer == NULL) {

@@ -172,10 +172,9 @@ async def test_overflow_never_exceeds_max_overflow_when_connects_fail(
         await admin.close()
     await assert_backends(admin_sql, admin_dsn, APP, at_most=0)
 
-    # A closed port: every caller gets an error within pool_timeout; no slot is ever kept.
-    # (A lone caller gets the connect error at once; several concurrent ones all wait out
-    # pool_timeout while the pool retries in a hot loop: a core bug, see
-    # tests/pending/test_pending_core_bugs.py.)
+    # A closed port: every caller gets an error within pool_timeout; no slot is ever kept,
+    # and the pool backs off rather than retrying in a hot loop
+    # (tests/test_adv_core_fixes.py::test_failed_connects_are_not_retried_in_a_hot_loop).
     pool = await agentdb.create_pool(
         f"postgresql://u@127.0.0.1:{_closed_port()}/x", pool_size=2, max_overflow=1,
         pool_timeout=2, min_size=0, timeout=2,
