@@ -109,8 +109,8 @@ async def test_overflow_never_exceeds_max_overflow_when_connects_fail(
     gets an answer within pool_timeout, and a failed connect frees its slot.
 
     (While connections are checked out, a waiter whose connect failed keeps waiting for
-    them and the pool retries the connect without any backoff: see
-    tests/pending/test_pending_core_bugs.py::test_failed_connects_are_not_retried_in_a_hot_loop.)
+    them; the pool retries with a backoff: see
+    tests/test_adv_core_fixes.py::test_failed_connects_are_not_retried_in_a_hot_loop.)
     """
     admin_dsn = fault_cluster.dsn()
     admin = await agentdb.connect(admin_dsn, timeout=5)

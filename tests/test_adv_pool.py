@@ -121,8 +121,8 @@ async def test_pool_closed_with_busy_holders_shortcuts_and_waiters(
     )
     quick = await p.acquire()
     slow = await p.acquire()
-    # (2 s: the statements are not cancelled on the server when their connection is
-    # terminated, see tests/pending: their backends end when the sleep does.)
+    # (2 s: short statements; terminate() also cancels them on the server, see
+    # tests/test_adv_core_fixes.py::test_close_cancels_the_in_flight_statement_on_the_server.)
     busy_q = asyncio.ensure_future(slow.fetchval("SELECT pg_sleep(2)"))
     shortcut = asyncio.ensure_future(p.fetchval("SELECT pg_sleep(2)"))
     await asyncio.sleep(0.1)
@@ -238,8 +238,8 @@ async def test_fork_after_the_pool_exists(pg_dsn: str, admin_sql: Any) -> None:
     connection gets a clear InterfaceError and never touches the parent's sessions; after
     it exits, the parent's pooled connections still work (same backends).
 
-    (A child that *closes* inherited connections breaks the parent: see
-    tests/pending/test_pending_core_bugs.py::test_child_closing_inherited_connections.)
+    (A child that *closes* inherited connections leaves the parent's alone: see
+    tests/test_adv_core_fixes.py::test_child_closing_inherited_connections.)
     """
     p = await agentdb.create_pool(
         pg_dsn, pool_size=3, max_overflow=0, min_size=3, application_name=APP

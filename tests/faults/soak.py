@@ -1,4 +1,4 @@
-"""The soak (tests/test_adv_soak.py, tests/pending/test_soak_with_kills.py): 2,000 tasks
+"""The soak (tests/test_adv_soak.py): 2,000 tasks
 on a pool of 20 + 10 doing random queries, with random cancellations,
 tiny timeouts and a backend killed every second.
 
