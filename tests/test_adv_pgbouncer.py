@@ -64,7 +64,7 @@ async def test_transaction_mode_with_the_statement_cache_on(
     """What users get today with the default statement cache behind a transaction-mode
     pooler: some statements fail with DuplicatePreparedStatement (42P05) /
     InvalidSqlStatementName (26000), the rest work, the pool survives. The error's hint says
-    what to do: tests/test_adv_core_fixes.py::test_pgbouncer_prepared_statement_error_says_what_to_do.)"""
+    what to do (tests/test_adv_core_fixes.py)."""
     _, url = pgbouncer
     pool = await agentdb.create_pool(url, pool_size=10, min_size=10)
     try:
