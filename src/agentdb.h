@@ -78,6 +78,7 @@ typedef struct {
 
     /* asyncio glue (loop.c). */
     PyObject *get_running_loop; /* asyncio.get_running_loop */
+    PyObject *os_close;         /* os.close */
     PyObject *future_class;     /* agentdb._aio.AgentFuture, set by _core._setup() */
     PyObject *kwnames_loop;     /* ("loop",) for vectorcalls of future_class */
     PyObject *cancel_timer_id;  /* the timer id of a connection's cancel deadline */

@@ -1,13 +1,16 @@
 /* connection.c: Connection, one nonblocking PGconn and its FIFO of statements. */
+#include "connection.h"
+
 #include <stdint.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "connection.h"
 #include "errors.h"
 #include "structmember.h"
 #include "record.h"
@@ -130,13 +133,52 @@ int agentdb_connection_txn_idle(agentdb_Connection *c)
     return c->pg != NULL && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 }
 
+/* The loop polls a dup() of libpq's socket that we own, never libpq's own
+   descriptor.  libpq closes its socket whenever the connection breaks, and
+   uvloop closes its poll handle one iteration after remove_reader(): if the
+   number were reused by a new connection's socket in between, the deferred
+   close would silently unregister the new one.  Our duplicate keeps the number
+   taken until after the loop has let go of it (closed on the next iteration). */
+static int conn_watch_fd(agentdb_Connection *c, int sock)
+{
+    if (c->watch_fd >= 0 && c->watch_src == sock) {
+        return c->watch_fd;
+    }
+    int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    c->watch_fd = fd;
+    c->watch_src = sock;
+    return fd;
+}
+
+static void conn_release_watch_fd(agentdb_Connection *c)
+{
+    int fd = c->watch_fd;
+    if (fd < 0) {
+        return;
+    }
+    c->watch_fd = c->watch_src = -1;
+    PyObject *r = NULL;
+    if (c->loop != NULL) {
+        r = PyObject_CallMethod(c->loop, "call_soon", "Oi", conn_state(c)->os_close, fd);
+    }
+    if (r == NULL) {
+        PyErr_Clear();
+        close(fd); /* no running loop: nothing can reuse it under a poll handle */
+    }
+    Py_XDECREF(r);
+}
+
 static void conn_unwatch(agentdb_Connection *c)
 {
-    agentdb_state *st = conn_state(c);
     if (c->pid != 0 && c->pid != (long)getpid()) {
         /* A forked child: its loop shares the parent's epoll instance, and
            unregistering here would unregister the parent's socket. Forget. */
         c->reader_fd = c->writer_fd = -1;
+        c->watch_fd = c->watch_src = -1;
         return;
     }
     PyObject *exc = PyErr_GetRaisedException();
@@ -155,12 +197,16 @@ static void conn_unwatch(agentdb_Connection *c)
         Py_XDECREF(r);
     }
     c->reader_fd = c->writer_fd = -1;
-    (void)st;
+    conn_release_watch_fd(c);
     PyErr_SetRaisedException(exc);
 }
 
-static int conn_watch_read(agentdb_Connection *c, int fd)
+static int conn_watch_read(agentdb_Connection *c, int sock)
 {
+    int fd = conn_watch_fd(c, sock);
+    if (fd < 0) {
+        return -1;
+    }
     if (c->reader_fd == fd) {
         return 0;
     }
@@ -173,9 +219,13 @@ static int conn_watch_read(agentdb_Connection *c, int fd)
     return 0;
 }
 
-static int conn_watch_write(agentdb_Connection *c, int fd, int on)
+static int conn_watch_write(agentdb_Connection *c, int sock, int on)
 {
     if (on && c->writer_fd < 0) {
+        int fd = conn_watch_fd(c, sock);
+        if (fd < 0) {
+            return -1;
+        }
         PyObject *r = PyObject_CallMethod(c->loop, "add_writer", "iO", fd, c->cb_write);
         if (r == NULL) {
             return -1;
@@ -302,6 +352,7 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
     conn_unwatch(c);
     agentdb_timer_cancel(st, &c->connect_timer);
     agentdb_timer_cancel(st, &c->cancel_timer);
+    agentdb_timer_cancel(st, &c->watchdog);
     c->cancel_pending = 0;
     conn_release_pg(c);
     c->simple_mode = 0;
@@ -1311,6 +1362,7 @@ static void conn_on_read(PyObject *self, PyObject *arg)
         conn_unwatch(c);
         return;
     }
+    c->reads++;
     if (!PQconsumeInput(c->pg)) {
         conn_lost(c, NULL);
         return;
@@ -1474,6 +1526,53 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
     }
 }
 
+static int fd_readable(int fd)
+{
+    if (fd < 0) {
+        return -1;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0);
+}
+
+/* The watchdog, every second while statements are pending: when the socket
+   has data and no read happened since the last tick, the loop stopped telling
+   us (seen on uvloop when a server restart closes many sockets at once):
+   register the reader again and read now, so no statement waits forever. */
+static void conn_on_watchdog(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    Py_CLEAR(c->watchdog);
+    if (c->state != CONN_READY || c->nops == 0 || c->pg == NULL) {
+        return;
+    }
+    if (c->reads == c->reads_seen && fd_readable(PQsocket(c->pg)) > 0) {
+        c->stalls++;
+        if (c->reader_fd >= 0) {
+            PyObject *r = PyObject_CallMethod(c->loop, "remove_reader", "i", c->reader_fd);
+            Py_XDECREF(r);
+            PyErr_Clear();
+            c->reader_fd = -1;
+        }
+        if (conn_watch_read(c, PQsocket(c->pg)) < 0) {
+            PyErr_WriteUnraisable(self);
+        }
+        conn_on_read(self, Py_None);
+        if (c->state != CONN_READY) {
+            return;
+        }
+    }
+    c->reads_seen = c->reads;
+    if (c->nops > 0) {
+        c->watchdog = agentdb_call_later(st, c->loop, 1.0, c->cb_watchdog, Py_None);
+        if (c->watchdog == NULL) {
+            PyErr_Clear();
+        }
+    }
+}
+
 static void conn_on_timer(PyObject *self, PyObject *arg)
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
@@ -1606,6 +1705,13 @@ static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
     c->tail = op;
     c->nops++;
     c->last_used = agentdb_monotonic();
+    if (c->watchdog == NULL && c->cb_watchdog != NULL) {
+        c->reads_seen = c->reads;
+        c->watchdog = agentdb_call_later(st, c->loop, 1.0, c->cb_watchdog, Py_None);
+        if (c->watchdog == NULL) {
+            PyErr_Clear();
+        }
+    }
     if (c->head == op) {
         conn_process(c); /* alone: it leaves now, no batching delay */
     }
@@ -2061,7 +2167,9 @@ static PyObject *Connection__connect(PyObject *self, PyObject *args)
     c->cb_write = wio;
     c->cb_timer = tio;
     c->cb_kick = agentdb_iohandle_new(st, self, conn_on_kick);
-    if (c->io == NULL || wio == NULL || tio == NULL || c->cb_kick == NULL) {
+    c->cb_watchdog = agentdb_iohandle_new(st, self, conn_on_watchdog);
+    if (c->io == NULL || wio == NULL || tio == NULL || c->cb_kick == NULL ||
+        c->cb_watchdog == NULL) {
         goto error;
     }
     fut = agentdb_future_new(st, c->loop, self);
@@ -2291,6 +2399,7 @@ int agentdb_connection_reset_listeners(agentdb_Connection *c)
     return 0;
 }
 
+
 /* _debug_state() -> dict: the pipeline's state, for tests and post-mortems. */
 static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig))
 {
@@ -2311,11 +2420,16 @@ static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig)
         }
         Py_DECREF(t);
     }
-    return Py_BuildValue("{s:N,s:i,s:i,s:i,s:i,s:i,s:i,s:n,s:i,s:i}", "ops", ops, "state",
-                         c->state, "cancel_pending", c->cancel_pending, "simple_mode",
+    return Py_BuildValue("{s:N,s:i,s:i,s:i,s:i,s:i,s:i,s:n,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:k}",
+                         "ops", ops,
+                         "state", c->state, "cancel_pending", c->cancel_pending, "simple_mode",
                          c->simple_mode, "kick_scheduled", c->kick_scheduled, "copy_in",
                          c->copy_in, "pool_state", c->pool_state, "nops", c->nops, "busy",
-                         c->pg ? PQisBusy(c->pg) : -1, "writer", c->writer_fd >= 0);
+                         c->pg ? PQisBusy(c->pg) : -1, "writer", c->writer_fd, "reader",
+                         c->reader_fd, "socket", c->pg ? PQsocket(c->pg) : -1, "status",
+                         c->pg ? (int)PQstatus(c->pg) : -1, "flush", c->pg ? PQflush(c->pg) : -9,
+                         "readable", fd_readable(c->pg ? PQsocket(c->pg) : -1), "stalls",
+                         c->stalls);
 }
 
 static PyObject *Connection__statement_count(PyObject *self, PyObject *Py_UNUSED(ig))
@@ -2433,6 +2547,7 @@ static PyObject *Connection_new(PyTypeObject *type, PyObject *args, PyObject *kw
     c->stmt_tag = ((unsigned long)(uintptr_t)c >> 4) ^ ((unsigned long)getpid() << 16);
     c->state = CONN_NEW;
     c->reader_fd = c->writer_fd = -1;
+    c->watch_fd = c->watch_src = -1;
     c->stmt_cache_size = 100;
     c->cancel_grace = 5.0;
     c->stmts = PyDict_New();
@@ -2510,6 +2625,8 @@ static void Connection_dealloc(PyObject *self)
     agentdb_iohandle_detach(c->cb_timer);
     agentdb_iohandle_detach(c->cb_kick);
     agentdb_iohandle_detach(c->cb_cancel_done);
+    agentdb_iohandle_detach(c->cb_watchdog);
+    Py_CLEAR(c->cb_watchdog);
     Py_CLEAR(c->cb_kick);
     Py_CLEAR(c->cb_cancel_done);
     Py_CLEAR(c->io);

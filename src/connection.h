@@ -86,6 +86,8 @@ struct agentdb_Connection {
     int state_before_close;
     int reader_fd; /* -1 when no reader is registered */
     int writer_fd; /* -1 when no writer is registered */
+    int watch_fd;  /* our dup() of libpq's socket, what the loop polls (-1: none) */
+    int watch_src; /* the libpq socket it duplicates */
     int simple_mode;    /* out of pipeline mode for a simple-protocol query */
     int txn_status;     /* PQtransactionStatus as of the last completed statement */
     int kick_scheduled; /* a send of everything queued is due on the next iteration */
@@ -95,7 +97,9 @@ struct agentdb_Connection {
     long pid;      /* the process that opened it: a forked child never touches it */
     PyObject *loop;
     PyObject *io;  /* IOHandle: what the loop holds instead of us */
-    PyObject *cb_read, *cb_write, *cb_timer, *cb_kick, *cb_cancel_done;
+    PyObject *cb_read, *cb_write, *cb_timer, *cb_kick, *cb_cancel_done, *cb_watchdog;
+    PyObject *watchdog;           /* TimerHandle while statements are pending */
+    unsigned long reads, reads_seen, stalls;
     agentdb_Op *head, *tail;
     Py_ssize_t nops;
     unsigned long long next_op_id;

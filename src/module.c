@@ -83,6 +83,15 @@ static int module_exec(PyObject *module)
     if (st->get_running_loop == NULL) {
         return -1;
     }
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return -1;
+    }
+    st->os_close = PyObject_GetAttrString(os, "close");
+    Py_DECREF(os);
+    if (st->os_close == NULL) {
+        return -1;
+    }
 #define INTERN(field, text)                 \
     if ((st->field = intern(text)) == NULL) \
         return -1;
@@ -152,6 +161,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->timezone_utc);
     Py_VISIT(st->codec_cache);
     Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->os_close);
     Py_VISIT(st->future_class);
     return agentdb_codecs_traverse(st, visit, arg);
 }
@@ -187,6 +197,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->timezone_utc);
     Py_CLEAR(st->codec_cache);
     Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->os_close);
     Py_CLEAR(st->future_class);
     Py_CLEAR(st->kwnames_loop);
     Py_CLEAR(st->cancel_timer_id);

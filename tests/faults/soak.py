@@ -117,6 +117,9 @@ async def run_soak(pg_dsn: str, admin_sql: Any, *, kills: bool, seconds: float =
         tasks += [asyncio.ensure_future(worker(i)) for i in range(2000)]
         _, pending = await asyncio.wait(tasks, timeout=seconds + 30)
         if pending:  # a hang: say where, then fail
+            for lst in pool._connections()[1:]:  # what the stuck connections hold
+                for conn in lst:
+                    print("STUCK", conn._debug_state())
             stuck = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith("job")
                      and not t.done()]
             stacks = []
