@@ -50,7 +50,8 @@ def idle_problems(pool: Any) -> list[str]:
 async def settle(pool: Any, timeout: float = 10.0) -> None:
     """Wait (bounded) until the pool is back to all idle; fail with its stats if not."""
     ok = await wait_until(lambda: not idle_problems(pool), timeout)
-    assert ok, f"pool not all idle after {timeout}s: {idle_problems(pool)} {pool.stats()} {[c._debug_state() for lst in pool._connections()[1:] for c in lst]}"
+    stuck = [c._debug_state() for held in pool._connections()[1:] for c in held]
+    assert ok, f"pool not all idle after {timeout}s: {idle_problems(pool)} {pool.stats()} {stuck}"
 
 
 def backends(admin_sql: AdminSQL, dsn: str, app: str) -> list[tuple[str, ...]]:
