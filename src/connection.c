@@ -2234,9 +2234,7 @@ static PyObject *Connection_close(PyObject *self, PyObject *const *args, Py_ssiz
     (void)kwnames; /* timeout= accepted for compatibility: closing never waits */
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = conn_state(c);
-    if (c->pool != NULL && c->pool_state != POOLST_NONE && c->state != CONN_CLOSED) {
-        /* A pooled connection closed by its user leaves the pool too. */
-    }
+    /* A pooled connection closed by its user leaves the pool (close_now tells it). */
     agentdb_connection_close_now(c, NULL);
     PyObject *loop = agentdb_running_loop(st);
     if (loop == NULL) {

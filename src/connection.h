@@ -147,8 +147,6 @@ PyObject *agentdb_running_loop(agentdb_state *st);
 typedef void (*agentdb_io_fn)(PyObject *target, PyObject *arg);
 PyObject *agentdb_iohandle_new(agentdb_state *st, PyObject *target, agentdb_io_fn fn);
 void agentdb_iohandle_detach(PyObject *handle);
-/* Report an error that has no awaiter to the loop's exception handler. */
-void agentdb_report_unraisable(agentdb_state *st, PyObject *loop, const char *what);
 
 /* Connection API used by pool.c. */
 int agentdb_connection_check(agentdb_state *st, PyObject *obj);

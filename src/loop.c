@@ -98,14 +98,6 @@ void agentdb_timer_cancel(agentdb_state *st, PyObject **handle)
     Py_CLEAR(*handle);
 }
 
-void agentdb_report_unraisable(agentdb_state *st, PyObject *loop, const char *what)
-{
-    (void)st;
-    (void)loop;
-    PyErr_WriteUnraisable(NULL);
-    (void)what;
-}
-
 /* IOHandle: the callable the loop holds for a connection's socket and timers.
    It points at its target without owning it, so the loop does not keep a
    dropped connection alive; the target detaches it when it goes away. */
