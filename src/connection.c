@@ -377,6 +377,17 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
 
 /* The server or the network failed us: everything pending gets a
    ConnectionLostError carrying libpq's message. */
+/* Close with a ConnectionLostError of our own message (no libpq text). */
+static void conn_close_lost(agentdb_Connection *c, const char *msg)
+{
+    PyObject *exc = agentdb_error_new(conn_state(c)->ConnectionLostError, msg, "08006");
+    if (exc == NULL) {
+        PyErr_Clear();
+    }
+    agentdb_connection_close_now(c, exc);
+    Py_XDECREF(exc);
+}
+
 static void conn_lost(agentdb_Connection *c, const char *context)
 {
     agentdb_state *st = conn_state(c);
@@ -1586,16 +1597,8 @@ static void conn_on_timer(PyObject *self, PyObject *arg)
         /* A cancel request did not complete within cancel_grace. */
         Py_CLEAR(c->cancel_timer);
         if (c->cancel_pending > 0) {
-            PyObject *exc = agentdb_error_new(
-                st->ConnectionLostError,
-                "a cancel request could not reach the server in time; the connection was "
-                "closed",
-                "08006");
-            if (exc == NULL) {
-                PyErr_Clear();
-            }
-            agentdb_connection_close_now(c, exc);
-            Py_XDECREF(exc);
+            conn_close_lost(c, "a cancel request could not reach the server in time; the "
+                               "connection was closed");
         }
         return;
     }
@@ -1620,16 +1623,8 @@ static void conn_on_timer(PyObject *self, PyObject *arg)
         Py_CLEAR(op->timer);
         if (op->cancel_sent) {
             /* The server did not act on the cancel in time: the link is dead. */
-            PyObject *exc = agentdb_error_new(
-                st->ConnectionLostError,
-                "the server did not answer a cancelled statement in time; "
-                "the connection was closed",
-                "08006");
-            if (exc == NULL) {
-                PyErr_Clear();
-            }
-            agentdb_connection_close_now(c, exc);
-            Py_XDECREF(exc);
+            conn_close_lost(c, "the server did not answer a cancelled statement in time; "
+                               "the connection was closed");
             return;
         }
         if (op->fut != NULL) {
@@ -1938,6 +1933,29 @@ static PyObject *Connection_fetchval(PyObject *self, PyObject *const *args, Py_s
                       kwnames, 1);
 }
 
+/* The only keyword of the fixed-argument methods: timeout=None (seconds;
+   None or <= 0: the connection's command_timeout). 0 => ok, -1 => error set. */
+static int parse_timeout_kw(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                            double *timeout)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    *timeout = 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "timeout") != 0) {
+            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'",
+                         PyTuple_GET_ITEM(kwnames, i));
+            return -1;
+        }
+        if (args[nargs + i] != Py_None) {
+            *timeout = PyFloat_AsDouble(args[nargs + i]);
+            if (*timeout == -1.0 && PyErr_Occurred()) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* _query(sql, args: tuple, timeout=None) -> (rows, names, types, status):
    one await per statement for the SQLAlchemy adapter. */
 static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1950,11 +1968,8 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_TypeError, "_query(sql: str, args: tuple, timeout=None)");
         return NULL;
     }
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 && args[2] != Py_None) {
-        timeout = PyFloat_AsDouble(args[2]);
-        if (timeout == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
+    if (parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+        return NULL;
     }
     if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
         return NULL;
@@ -1984,11 +1999,8 @@ static PyObject *Connection__copy(PyObject *self, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_TypeError, "_copy(sql: str, data: bytes | None, timeout=None)");
         return NULL;
     }
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 && args[2] != Py_None) {
-        timeout = PyFloat_AsDouble(args[2]);
-        if (timeout == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
+    if (parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+        return NULL;
     }
     if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
         return NULL;
@@ -2034,19 +2046,8 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
                         "executemany(query: str, args: iterable of sequences, timeout=None)");
         return NULL;
     }
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "timeout") != 0) {
-            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'",
-                         PyTuple_GET_ITEM(kwnames, i));
-            return NULL;
-        }
-        if (args[nargs + i] != Py_None) {
-            timeout = PyFloat_AsDouble(args[nargs + i]);
-            if (timeout == -1.0 && PyErr_Occurred()) {
-                return NULL;
-            }
-        }
+    if (parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+        return NULL;
     }
     if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
         return NULL;
