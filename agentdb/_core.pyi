@@ -75,7 +75,12 @@ class Connection:
         self, keywords: list[str], values: list[str], timeout: float | None, secret: str | None
     ) -> Awaitable[Connection]: ...
     def _configure(
-        self, statement_cache_size: int, command_timeout: float, cancel_grace: float, /
+        self,
+        statement_cache_size: int,
+        command_timeout: float,
+        cancel_grace: float,
+        json_text: bool = ...,
+        /,
     ) -> None: ...
     def execute(self, query: str, *args: Any, timeout: float | None = None) -> Awaitable[str]: ...
     def fetch(

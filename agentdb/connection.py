@@ -147,6 +147,7 @@ async def connect(
     timeout: float | None = 60.0,
     command_timeout: float | None = None,
     statement_cache_size: int = DEFAULT_STATEMENT_CACHE_SIZE,
+    decode_json: bool = True,
     connection_class: type[Connection] = Connection,
     **params: Any,
 ) -> Connection:
@@ -157,7 +158,9 @@ async def connect(
     ``database``, ``ssl``, ``server_settings`` or any libpq keyword) override it.
     ``timeout`` bounds the whole connect, name resolution included; ``command_timeout`` is
     the default for every statement; ``statement_cache_size=0`` uses no named prepared
-    statements (for PgBouncer in transaction mode).
+    statements (for PgBouncer in transaction mode). ``decode_json=False`` returns json and
+    jsonb values (and arrays of them) as their JSON text, a ``str``, as asyncpg does, for
+    code that parses them itself; by default they come back parsed.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be a positive number or None")
@@ -176,7 +179,9 @@ async def connect(
         raise TimeoutError(f"timed out resolving the host name ({timeout} s)") from None
     conn = connection_class()
     conn._transactions = []
-    conn._configure(statement_cache_size, command_timeout or 0.0, DEFAULT_CANCEL_GRACE)
+    conn._configure(
+        statement_cache_size, command_timeout or 0.0, DEFAULT_CANCEL_GRACE, not decode_json
+    )
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     try:
         await conn._connect(list(options), list(options.values()), remaining, secret)

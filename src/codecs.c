@@ -390,6 +390,11 @@ static PyObject *make_uuid(agentdb_state *st, const char *bytes16)
                                 CACHED(st, CACHE_SAFE_UNKNOWN)) < 0) {
         goto error;
     }
+    /* UUID is immutable and its two slots hold an int and an enum member: it cannot
+       be part of a cycle, so the collector need not traverse it (a row per UUID). */
+    if (PyObject_GC_IsTracked(uuid)) {
+        PyObject_GC_UnTrack(uuid);
+    }
     Py_DECREF(value);
     Py_DECREF(noargs);
     return uuid;
@@ -689,6 +694,14 @@ static PyObject *dec_jsonb_bin(agentdb_state *st, const char *data, int len, Oid
     return json_from_text(st, data + 1, len - 1);
 }
 
+static PyObject *dec_jsonb_bin_as_text(agentdb_state *st, const char *data, int len, Oid oid)
+{
+    if (len < 1 || data[0] != 1) {
+        return raise_data(st, "invalid binary jsonb value: unknown version");
+    }
+    return dec_text_any(st, data + 1, len - 1, oid);
+}
+
 static PyObject *dec_date_bin(agentdb_state *st, const char *data, int len, Oid oid)
 {
     (void)oid;
@@ -814,10 +827,9 @@ static PyObject *array_bin_level(agentdb_state *st, const int32_t *dims, int ndi
 
 /* Binary array: int32 ndim, int32 flags (has nulls), uint32 element OID, ndim x (int32
    size, int32 lower bound), then per element int32 length (-1 = NULL) and its bytes. */
-static PyObject *dec_array_bin(agentdb_state *st, const char *data, int len, Oid oid)
+static PyObject *array_bin(agentdb_state *st, const char *data, int len, int json_text)
 {
     int32_t dims[PG_MAXDIM];
-    (void)oid;
     if (len < 12) {
         return bad_length(st, "array", len);
     }
@@ -848,7 +860,8 @@ static PyObject *dec_array_bin(agentdb_state *st, const char *data, int len, Oid
         return PyList_New(0);
     }
     /* Arrays of arrays do not exist; refusing them also bounds the recursion. */
-    agentdb_decode_fn dec = array_elem_oid(elemoid) ? NULL : agentdb_decoder(elemoid, 1);
+    agentdb_decode_fn dec =
+        array_elem_oid(elemoid) ? NULL : agentdb_decoder_opts(elemoid, 1, json_text);
     if (dec == NULL) {
         return raise_data(st, "no binary decoder for array elements of type OID %u",
                           (unsigned)elemoid);
@@ -860,6 +873,19 @@ static PyObject *dec_array_bin(agentdb_state *st, const char *data, int len, Oid
         return raise_data(st, "invalid binary array: %d trailing bytes", (int)(end - pos));
     }
     return res;
+}
+
+static PyObject *dec_array_bin(agentdb_state *st, const char *data, int len, Oid oid)
+{
+    (void)oid;
+    return array_bin(st, data, len, 0);
+}
+
+static PyObject *dec_json_array_bin_as_text(agentdb_state *st, const char *data, int len,
+                                            Oid oid)
+{
+    (void)oid;
+    return array_bin(st, data, len, 1);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1516,11 +1542,12 @@ error:
 
 /* Text array: optional "[lo:hi]..=" bounds decoration, then {...} with quoted or bare
    elements, NULL, and nested braces for more dimensions. */
-static PyObject *dec_array_text(agentdb_state *st, const char *data, int len, Oid oid)
+static PyObject *array_text(agentdb_state *st, const char *data, int len, Oid oid,
+                            int json_text)
 {
     int pos = 0;
     Oid elemoid = array_elem_oid(oid);
-    agentdb_decode_fn dec = agentdb_decoder(elemoid, 0);
+    agentdb_decode_fn dec = agentdb_decoder_opts(elemoid, 0, json_text);
     char *scratch;
     PyObject *res;
 
@@ -1546,8 +1573,36 @@ static PyObject *dec_array_text(agentdb_state *st, const char *data, int len, Oi
     return res;
 }
 
+static PyObject *dec_array_text(agentdb_state *st, const char *data, int len, Oid oid)
+{
+    return array_text(st, data, len, oid, 0);
+}
+
+static PyObject *dec_json_array_text_as_text(agentdb_state *st, const char *data, int len,
+                                             Oid oid)
+{
+    return array_text(st, data, len, oid, 1);
+}
+
 /* ---------------------------------------------------------------------------------------
    Decoder lookup */
+
+/* json_text: json and jsonb (and arrays of them) come back as their JSON text (a str), as
+   asyncpg returns them, for code that parses them itself. */
+agentdb_decode_fn agentdb_decoder_opts(Oid oid, int binary, int json_text)
+{
+    if (json_text) {
+        switch (oid) {
+        case OID_JSON: return dec_text_any;
+        case OID_JSONB: return binary ? dec_jsonb_bin_as_text : dec_text_any;
+        case OID_JSON_ARRAY:
+        case OID_JSONB_ARRAY:
+            return binary ? dec_json_array_bin_as_text : dec_json_array_text_as_text;
+        default: break;
+        }
+    }
+    return agentdb_decoder(oid, binary);
+}
 
 agentdb_decode_fn agentdb_decoder(Oid oid, int binary)
 {

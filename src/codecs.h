@@ -15,6 +15,8 @@ typedef PyObject *(*agentdb_decode_fn)(agentdb_state *st, const char *data, int 
    For binary format it returns NULL when there is no binary decoder, so the
    caller asks for text results instead. */
 agentdb_decode_fn agentdb_decoder(Oid oid, int binary);
+/* As agentdb_decoder; json_text keeps json/jsonb (and their arrays) as str. */
+agentdb_decode_fn agentdb_decoder_opts(Oid oid, int binary, int json_text);
 
 /* Encoded parameters ready for PQsendQueryPrepared/PQsendQueryParams. */
 typedef struct {

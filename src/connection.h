@@ -113,6 +113,7 @@ struct agentdb_Connection {
     unsigned long stmt_tag; /* makes statement names distinct per connection */
     double command_timeout; /* <= 0: none */
     double cancel_grace;    /* seconds a cancelled statement may take before we give up */
+    int json_text;          /* json/jsonb come back as str (connect(decode_json=False)) */
     PGcancel *cancel;
     int cancel_pending;    /* cancel requests not yet delivered: hold the next statement */
     PyObject *cancel_timer; /* bounds them */

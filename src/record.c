@@ -146,9 +146,29 @@ PyObject *agentdb_record_new(agentdb_state *st, PyObject *desc, Py_ssize_t n)
     }
     rec->desc = (agentdb_RecordDesc *)Py_NewRef(desc);
     rec->hash = -1;
-    /* Tracked at once, like a tuple: traverse tolerates the NULL slots. */
-    PyObject_GC_Track(rec);
+    /* Not tracked yet: agentdb_record_done() tracks it once its values are set, and
+       only when one of them can take part in a reference cycle. */
     return (PyObject *)rec;
+}
+
+/* A record whose values are all atoms (numbers, strings, dates, UUIDs) cannot be part of
+   a cycle, so the garbage collector need not see it; rows of 10k records otherwise cost
+   more in collections than in decoding.  The test is CPython's own for tuples
+   (_PyObject_GC_MAY_BE_TRACKED): any object of a collected type counts, tracked now or
+   not, since an empty dict becomes tracked once a container is put in it.  Our UUIDs are
+   the exception: immutable, holding an int and an enum member. */
+void agentdb_record_done(agentdb_state *st, PyObject *rec)
+{
+    agentdb_Record *r = (agentdb_Record *)rec;
+    for (Py_ssize_t i = 0; i < Py_SIZE(r); i++) {
+        PyObject *v = r->values[i];
+        if (v == NULL || !PyObject_IS_GC(v) || Py_IS_TYPE(v, (PyTypeObject *)st->UUID) ||
+            (PyTuple_CheckExact(v) && !PyObject_GC_IsTracked(v))) {
+            continue;
+        }
+        PyObject_GC_Track(rec);
+        return;
+    }
 }
 
 /* A new tuple of the record's values.  NULL => error set. */
@@ -616,6 +636,7 @@ static PyObject *record_make_record(PyObject *module, PyObject *const *args, Py_
     for (Py_ssize_t i = 0; i < n; i++) {
         AGENTDB_RECORD_SET(rec, i, Py_NewRef(PyTuple_GET_ITEM(values, i)));
     }
+    agentdb_record_done(st, rec);
 
 error:
     if (res != NULL) {

@@ -25,6 +25,8 @@ PyObject *agentdb_recorddesc_from_result(agentdb_state *st, const PGresult *res)
 /* A new Record of `n` values, all NULL: fill every slot with
    AGENTDB_RECORD_SET before it is seen by Python code. */
 PyObject *agentdb_record_new(agentdb_state *st, PyObject *desc, Py_ssize_t n);
+/* Call once every value of a new record is set: tracks it for the GC when it must be. */
+void agentdb_record_done(agentdb_state *st, PyObject *rec);
 
 /* Store v (a stolen reference) in slot i of a new record. */
 #define AGENTDB_RECORD_SET(rec, i, v) (((agentdb_Record *)(rec))->values[(i)] = (v))
