@@ -277,7 +277,8 @@ def cases_d() -> list[Case]:
              teardown_sql="DROP TABLE _bench_mixed;", rows=True, cpu_per_row=True,
              peer_labels={"asyncpg": "jsonb returned as text (not parsed)"}),
         Case("d", "d.mixed10k.text", label + ", jsonb as text for all", 1, prepare_text,
-             setup_sql=MIXED_SETUP, teardown_sql="DROP TABLE _bench_mixed;", rows=True, cpu_per_row=True,
+             setup_sql=MIXED_SETUP, teardown_sql="DROP TABLE _bench_mixed;", rows=True,
+             cpu_per_row=True,
              drivers=("agentdb", "asyncpg"),
              peer_labels={"agentdb": "decode_json=False"}),
     ]
