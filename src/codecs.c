@@ -2647,6 +2647,42 @@ static int enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, i
     return rc;
 }
 
+/* One value as the text a parameter without a declared type is sent as, appended to p's
+   buffer; bytes-like values as bytea's hex text (\\x...).  For COPY's text format, which
+   escapes the result.  0 => ok, -1 => error set. */
+int agentdb_encode_text_value(agentdb_state *st, agentdb_params *p, PyObject *v, int argno)
+{
+    if (PyBytes_Check(v) || PyByteArray_Check(v) || PyMemoryView_Check(v)) {
+        static const char hex[] = "0123456789abcdef";
+        Py_buffer view;
+        if (PyObject_GetBuffer(v, &view, PyBUF_SIMPLE) < 0) {
+            return -1;
+        }
+        int rc = buf_reserve(p, 2 + 2 * (size_t)view.len);
+        if (rc == 0) {
+            const unsigned char *b = view.buf;
+            char *out = p->buf + p->used;
+            *out++ = '\\';
+            *out++ = 'x';
+            for (Py_ssize_t i = 0; i < view.len; i++) {
+                *out++ = hex[b[i] >> 4];
+                *out++ = hex[b[i] & 15];
+            }
+            p->used += 2 + 2 * (size_t)view.len;
+        }
+        PyBuffer_Release(&view);
+        return rc;
+    }
+    return enc_untyped_text(st, p, v, argno, 0);
+}
+
+void agentdb_params_scratch(agentdb_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->buf = p->small;
+    p->cap = sizeof p->small;
+}
+
 /* ---------------------------------------------------------------------------------------
    agentdb_params */
 

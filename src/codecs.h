@@ -45,6 +45,13 @@ typedef struct {
 int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
                           const Oid *types, int ntypes);
 
+/* An empty agentdb_params used only as a growing byte buffer (free with
+   agentdb_params_free). */
+void agentdb_params_scratch(agentdb_params *p);
+/* Appends v as the text an untyped parameter is sent as (bytes-like: bytea hex) to p's
+   buffer; argno names the value in errors.  0 => ok, -1 => error set. */
+int agentdb_encode_text_value(agentdb_state *st, agentdb_params *p, PyObject *v, int argno);
+
 /* Release what agentdb_params_encode allocated; safe on a zeroed struct and twice. */
 void agentdb_params_free(agentdb_params *p);
 

@@ -1,6 +1,7 @@
 /* module.c: agentdb._core module init (multi-phase) and its module state. */
 #include "agentdb.h"
 #include "codecs.h"
+#include "copy_text.h"
 #include "connection.h"
 
 static struct PyModuleDef agentdb_module;
@@ -63,6 +64,8 @@ static PyMethodDef module_methods[] = {
      "_decode(oid, data, binary): decode one value (tests and fuzzing)."},
     {"_encode", (PyCFunction)(void (*)(void))agentdb_codecs_encode_py, METH_FASTCALL,
      "_encode(oid, value): encode one parameter -> (data, format) (tests)."},
+    {"_copy_text", agentdb_copy_text_py, METH_O,
+     "_copy_text(records): the COPY FROM STDIN payload, text format, for rows of values."},
     {NULL, NULL, 0, NULL},
 };
 

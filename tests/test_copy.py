@@ -72,3 +72,33 @@ async def test_copy_errors_leave_the_connection_usable(conn: agentdb.Connection)
     count = conn.fetchval("SELECT count(*) FROM ce")
     assert await copy == "COPY 1000"
     assert await count == 1000
+
+
+def test_copy_text_payload_exact() -> None:
+    """The payload itself: escapes, NULL, ints of every size, floats, bytes, rows as lists."""
+    import enum
+
+    from agentdb import _core
+
+    class Color(str, enum.Enum):
+        RED = "red"
+
+    rows = [
+        (0, -1, 2**63 - 1, -(2**63), 2**70, True, None),
+        ["a\tb", "c\nd", "e\\f", "g\rh", "", "é", Color.RED],
+        (1.5, float("inf"), float("-inf"), b"\x00\xff", bytearray(b"\\"), memoryview(b"A")),
+        (),
+    ]
+    assert _core._copy_text(rows) == (
+        b"0\t-1\t9223372036854775807\t-9223372036854775808\t1180591620717411303424\tt\t\\N\n"
+        b"a\\tb\tc\\nd\te\\\\f\tg\\rh\t\t\xc3\xa9\tred\n"
+        b"1.5\tInfinity\t-Infinity\t\\\\x00ff\t\\\\x5c\t\\\\x41\n"
+        b"\n"
+    )
+    assert _core._copy_text(iter([])) == b""
+    with pytest.raises(TypeError, match="sequences"):
+        _core._copy_text([1])
+    with pytest.raises(agentdb.DataError, match="record 2, column 1"):
+        _core._copy_text([("ok",), ("nul\x00",)])
+    with pytest.raises(TypeError):
+        _core._copy_text(5)
