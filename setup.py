@@ -41,7 +41,16 @@ def find_libpq() -> tuple[list[str], list[str]]:
     sys.exit("error: neither pg_config nor pkg-config found libpq. " + INSTALL_HINT)
 
 
-include_dirs, library_dirs = find_libpq()
+# AGENTDB_LIBPQ_PREFIX=/opt/libpq builds against the libpq under that prefix (include/,
+# lib/) instead of the system's, found again at run time (rpath): to test a newer libpq's
+# code paths (PQsendPipelineSync, chunked rows) on a machine whose libpq is older.
+libpq_prefix = os.environ.get("AGENTDB_LIBPQ_PREFIX")
+runtime_library_dirs: list[str] = []
+if libpq_prefix:
+    include_dirs = [os.path.join(libpq_prefix, "include")]
+    library_dirs = runtime_library_dirs = [os.path.join(libpq_prefix, "lib")]
+else:
+    include_dirs, library_dirs = find_libpq()
 extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
 if os.environ.get("AGENTDB_WERROR"):
     extra_compile_args.append("-Werror")
@@ -58,6 +67,7 @@ setup(
             ),
             include_dirs=include_dirs,
             library_dirs=library_dirs,
+            runtime_library_dirs=runtime_library_dirs,
             libraries=["pq"],
             extra_compile_args=extra_compile_args,
         )
