@@ -15,6 +15,10 @@
 #include "structmember.h"
 #include "record.h"
 
+/* Rows per chunk in chunked rows mode (libpq 17+): large enough that libpq's cost per
+   result vanishes, small enough that decoding starts while the server is still sending. */
+#define AGENTDB_CHUNK_ROWS 256
+
 /* ------------------------------------------------------------------------ */
 /* Prepared statements (cached per connection, keyed by SQL text). */
 
@@ -255,6 +259,7 @@ static void op_free(agentdb_state *st, agentdb_Op *op)
     Py_XDECREF(op->args);
     Py_XDECREF(op->stmt);
     Py_XDECREF(op->result);
+    Py_XDECREF(op->rows);
     Py_XDECREF(op->error);
     Py_XDECREF(op->status);
     Py_XDECREF(op->copy_data);
@@ -561,6 +566,26 @@ static int op_send_describe(agentdb_Connection *c, agentdb_Op *op)
 
 /* Phase 2: the statement itself + Sync.  0 => sent (or failed before sending:
    op->st == OPST_FAILED), -1 => the connection died. */
+/* Rows in chunks as they arrive (libpq 17+), so that decoding overlaps the server's
+   sending instead of waiting for the whole result.  libpq accepts it only while the op's
+   Execute is its current command and none of its rows has been parsed yet: right after
+   the send when nothing is ahead of it, else once the previous command's results are read
+   (conn_read_results asks again on every pass until rows come; then it is too late and
+   the result comes whole).  Only for fetch()-style ops: a single row gains nothing. */
+static void op_ask_chunks(agentdb_Connection *c, agentdb_Op *op)
+{
+#ifdef LIBPQ_HAS_CHUNK_MODE
+    if (!op->chunk_tried && op->step == STEP_EXEC && op->st != OPST_SIMPLE &&
+        op->kind == OPK_QUERY &&
+        (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW)) {
+        op->chunk_tried = PQsetChunkedRowsMode(c->pg, AGENTDB_CHUNK_ROWS);
+    }
+#else
+    (void)c;
+    (void)op;
+#endif
+}
+
 static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
 {
     agentdb_state *st = conn_state(c);
@@ -630,6 +655,7 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
     op->st = OPST_PHASE2;
     op->step = STEP_EXEC;
     op->phase_cmds = ncmds;
+    op_ask_chunks(c, op);
     return 0;
 }
 
@@ -753,6 +779,7 @@ static void conn_settle_heads(agentdb_Connection *c)
 /* ------------------------------------------------------------------------ */
 /* Receiving */
 
+
 static PyObject *decode_row(agentdb_state *st, const PGresult *res, int row, int ncols,
                             PyObject *desc, agentdb_decode_fn *dec, int only_col)
 {
@@ -788,8 +815,58 @@ static PyObject *decode_row(agentdb_state *st, const PGresult *res, int row, int
     return rec;
 }
 
-/* Turn a PGRES_TUPLES_OK result into the op's result, by mode. */
-static int op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res)
+/* Appends the rows of `res` to the list *rows (made when NULL). */
+static int decode_rows_into(agentdb_state *st, const PGresult *res, int ncols, PyObject *desc,
+                            agentdb_decode_fn *dec, PyObject **rows)
+{
+    int ntuples = PQntuples(res);
+    Py_ssize_t base = 0;
+    if (*rows == NULL) {
+        if ((*rows = PyList_New(ntuples)) == NULL) {
+            return -1;
+        }
+    }
+    else {
+        base = PyList_GET_SIZE(*rows);
+        /* Grow once, then fill the new slots (None until set, so the list stays valid). */
+        for (int r = 0; r < ntuples; r++) {
+            if (PyList_Append(*rows, Py_None) < 0) {
+                return -1;
+            }
+        }
+    }
+    /* Every object made here stays alive until the rows are returned, so collections
+       triggered by these allocations would only traverse them to find no garbage
+       (half the CPU of a 10k-row fetch with json values).  Collect at most once, after:
+       the allocation count still stands when the collector is enabled again. */
+    int gc_was_enabled = ntuples > 1 ? PyGC_Disable() : 0;
+    int rc = 0;
+    for (int r = 0; r < ntuples; r++) {
+        PyObject *rec = decode_row(st, res, r, ncols, desc, dec, -1);
+        if (rec == NULL) {
+            rc = -1;
+            break;
+        }
+        if (base == 0 && PyList_GET_ITEM(*rows, r) == NULL) {
+            PyList_SET_ITEM(*rows, r, rec);
+        }
+        else {
+            PyList_SetItem(*rows, base + r, rec); /* steals; replaces the None */
+        }
+    }
+    if (gc_was_enabled) {
+        PyGC_Enable();
+    }
+    if (rc < 0 && base == 0) {
+        Py_CLEAR(*rows); /* a new list with unset slots must not escape */
+    }
+    return rc;
+}
+
+/* Turn a PGRES_TUPLES_OK (or, in chunked rows mode, PGRES_TUPLES_CHUNK) result into
+   the op's result, by mode.  Chunks only come for AGENTDB_MODE_ALL/RAW: their rows
+   gather in op->rows until the final, empty PGRES_TUPLES_OK. */
+static int op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res, int chunk)
 {
     agentdb_state *st = conn_state(c);
     int ncols = PQnfields(res), ntuples = PQntuples(res);
@@ -838,29 +915,16 @@ static int op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *r
         break;
     case AGENTDB_MODE_ALL:
     case AGENTDB_MODE_RAW: {
-        out = PyList_New(ntuples);
-        if (out == NULL) {
+        if (decode_rows_into(st, res, ncols, desc, dec, &op->rows) < 0) {
             goto error;
         }
-        /* Every object made here stays alive until the rows are returned, so collections
-           triggered by these allocations would only traverse them to find no garbage
-           (half the CPU of a 10k-row fetch with json values).  Collect at most once, after:
-           the allocation count still stands when the collector is enabled again. */
-        int gc_was_enabled = ntuples > 1 ? PyGC_Disable() : 0;
-        for (int r = 0; r < ntuples; r++) {
-            PyObject *rec = decode_row(st, res, r, ncols, desc, dec, -1);
-            if (rec == NULL) {
-                Py_CLEAR(out);
-                break;
-            }
-            PyList_SET_ITEM(out, r, rec);
+        if (chunk) {
+            Py_XDECREF(desc);
+            PyMem_Free(own_dec);
+            return 0; /* more rows to come */
         }
-        if (gc_was_enabled) {
-            PyGC_Enable();
-        }
-        if (out == NULL) {
-            goto error;
-        }
+        out = op->rows;
+        op->rows = NULL;
         if (op->mode == AGENTDB_MODE_RAW) {
             agentdb_RecordDesc *d = (agentdb_RecordDesc *)desc;
             PyObject *t = Py_BuildValue("(NOO)", out, d ? d->names : Py_None,
@@ -927,10 +991,23 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
     agentdb_state *st = conn_state(c);
     ExecStatusType status = PQresultStatus(res);
     switch (status) {
+#ifdef LIBPQ_HAS_CHUNK_MODE
+    case PGRES_TUPLES_CHUNK:
+        op->chunk_tried = 1;
+        if (op->step == STEP_EXEC && !op->abandoned && op->error == NULL &&
+            op->kind == OPK_QUERY &&
+            (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW) &&
+            op_take_rows(c, op, res, 1) < 0) {
+            op_take_error(op);
+        }
+        break;
+#endif
     case PGRES_TUPLES_OK:
+        op->chunk_tried = 1; /* too late to ask (or asked and done) */
         if (op->step == STEP_EXEC && !op->abandoned && op->kind == OPK_QUERY &&
-            op->mode != AGENTDB_MODE_STATUS && op->mode != AGENTDB_MODE_NONE) {
-            if (op_take_rows(c, op, res) < 0) {
+            op->mode != AGENTDB_MODE_STATUS && op->mode != AGENTDB_MODE_NONE &&
+            op->error == NULL) {
+            if (op_take_rows(c, op, res, 0) < 0) {
                 op_take_error(op);
             }
         }
@@ -1143,6 +1220,8 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
         Py_CLEAR(op->error);
         Py_CLEAR(op->stmt);
         Py_CLEAR(op->result);
+        Py_CLEAR(op->rows);
+        op->chunk_tried = 0;
         op->st = OPST_QUEUED;
         return;
     }
@@ -1194,6 +1273,7 @@ static void conn_read_results(agentdb_Connection *c)
             }
             c->copy_out_discard = 0;
         }
+        op_ask_chunks(c, op);
         if (PQisBusy(pg)) {
             break;
         }

@@ -62,12 +62,14 @@ struct agentdb_Op {
     int abandoned; /* its awaiter is gone (cancelled, timed out): drop the result */
     int cancel_sent;
     int retried;   /* re-prepared once after a stale cached statement */
+    int chunk_tried; /* chunked rows mode was asked for its Execute (libpq 17+) */
     PyObject *fut;    /* AgentFuture, or NULL for internal statements */
     PyObject *sql;    /* str */
     PyObject *args;   /* tuple of arguments (OPK_MANY: list of tuples) */
     PyObject *stmt;   /* capsule of the prepared statement in use */
     PyObject *timer;  /* asyncio TimerHandle of its deadline */
     PyObject *result; /* accumulated result */
+    PyObject *rows;   /* list: rows of the chunks received so far (chunked rows mode) */
     PyObject *error;  /* the first error */
     PyObject *status; /* command tag */
     double timeout;   /* seconds; <= 0: none */

@@ -546,3 +546,25 @@ async def test_is_in_transaction_while_other_statements_are_in_flight(
     await asyncio.sleep(0.05)
     assert not conn.is_in_transaction()
     await slow
+
+
+async def test_large_results_whole_and_failing_midway(conn: agentdb.Connection) -> None:
+    """Large results arrive in chunks on libpq 17+ (whole before): the rows are the same,
+    several fetches pipelined keep their order, and an error after some rows were sent
+    fails only that statement."""
+    rows = await conn.fetch("SELECT g, repeat('x', g % 50) AS s FROM generate_series(1, 5000) g")
+    assert [r["g"] for r in rows] == list(range(1, 5001))
+    assert rows[-1]["s"] == "x" * (5000 % 50)
+    many = await asyncio.gather(
+        *[conn.fetch("SELECT g FROM generate_series(1, $1::int) g", n) for n in (700, 0, 1, 300)]
+    )
+    assert [len(m) for m in many] == [700, 0, 1, 300]
+    assert many[0][-1][0] == 700 and many[3][0][0] == 1
+    with pytest.raises(agentdb.errors.DivisionByZero):
+        await conn.fetch("SELECT 1 / (g - 3000) FROM generate_series(1, 5000) g")
+    failing = conn.fetch("SELECT 1 / (g - 3000) FROM generate_series(1, 5000) g")
+    after = conn.fetch("SELECT g FROM generate_series(1, 1000) g")
+    results = await asyncio.gather(failing, after, return_exceptions=True)
+    assert isinstance(results[0], agentdb.errors.DivisionByZero)
+    assert len(results[1]) == 1000  # type: ignore[arg-type]
+    assert await conn.fetchval("SELECT 42") == 42
