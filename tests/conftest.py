@@ -81,7 +81,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         if env
         else "127.0.0.1:5432 if it answers, else a throwaway cluster"
     )
-    return [f"agentdb: event loop {loop}; server: {where}"]
+    import agentdb
+
+    return [
+        f"agentdb: event loop {loop}; server: {where}",
+        f"agentdb: {agentdb.__file__} (libpq {agentdb.libpq_version()})",
+    ]
 
 
 _used_server: list[str] = []
