@@ -569,14 +569,16 @@ static int op_send_describe(agentdb_Connection *c, agentdb_Op *op)
 /* Rows in chunks as they arrive (libpq 17+), so that decoding overlaps the server's
    sending instead of waiting for the whole result.  libpq accepts it only while the op's
    Execute is its current command and none of its rows has been parsed yet: right after
-   the send when nothing is ahead of it, else once the previous command's results are read
+   the send when nothing is ahead of it, else once the previous statement's results are read
    (conn_read_results asks again on every pass until rows come; then it is too late and
    the result comes whole).  Only for fetch()-style ops: a single row gains nothing. */
 static void op_ask_chunks(agentdb_Connection *c, agentdb_Op *op)
 {
 #ifdef LIBPQ_HAS_CHUNK_MODE
-    if (!op->chunk_tried && op->step == STEP_EXEC && op->st != OPST_SIMPLE &&
-        op->kind == OPK_QUERY &&
+    /* Only at the head of the FIFO: libpq applies the mode to its current command, which
+       is this op's Execute only when every statement sent before it is finished. */
+    if (op == c->head && !op->chunk_tried && op->step == STEP_EXEC &&
+        op->st != OPST_SIMPLE && op->kind == OPK_QUERY &&
         (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW)) {
         op->chunk_tried = PQsetChunkedRowsMode(c->pg, AGENTDB_CHUNK_ROWS);
     }
