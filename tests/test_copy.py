@@ -102,3 +102,45 @@ def test_copy_text_payload_exact() -> None:
         _core._copy_text([("ok",), ("nul\x00",)])
     with pytest.raises(TypeError):
         _core._copy_text(5)
+
+
+def test_copy_binary_payload_exact() -> None:
+    """The payload itself: header, field counts, lengths, NULL, values, trailer."""
+    from agentdb import _core
+
+    header = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+    payload = _core._copy_binary([(1, None, "ab"), [-2, True, ""]], (23, 16, 25))
+    assert payload == (
+        header
+        + b"\x00\x03" + b"\x00\x00\x00\x04\x00\x00\x00\x01" + b"\xff\xff\xff\xff"
+        + b"\x00\x00\x00\x02ab"
+        + b"\x00\x03" + b"\x00\x00\x00\x04\xff\xff\xff\xfe" + b"\x00\x00\x00\x01\x01"
+        + b"\x00\x00\x00\x00"
+        + b"\xff\xff"
+    )
+    assert _core._copy_binary([], ()) == header + b"\xff\xff"
+    assert _core._copy_binary([()], ()) == header + b"\x00\x00\xff\xff"
+    # numeric 1.50: 1 digit, weight 0, positive, scale 2: 1 and 5000 (base 10000)
+    assert _core._copy_binary([(decimal.Decimal("1.50"),)], (1700,)) == (
+        header + b"\x00\x01\x00\x00\x00\x0c" + b"\x00\x02\x00\x00\x00\x00\x00\x02\x00\x01\x13\x88"
+        + b"\xff\xff"
+    )
+    # int4[] {7}: 1 dimension, no NULL, element type 23, length 1 from 1, then the element.
+    assert _core._copy_binary([([7],)], (1007,)) == (
+        header + b"\x00\x01\x00\x00\x00\x1c" + b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x17"
+        + b"\x00\x00\x00\x01\x00\x00\x00\x01" + b"\x00\x00\x00\x04\x00\x00\x00\x07" + b"\xff\xff"
+    )
+    # No binary encoder for inet (869): None, and the records are not read.
+    records = iter([(1, "10.0.0.1")])
+    assert _core._copy_binary(records, (23, 869)) is None
+    assert next(records) == (1, "10.0.0.1")
+    with pytest.raises(agentdb.DataError, match="record 2 has 1 value;"):
+        _core._copy_binary([(1, 2), (1,)], (23, 23))
+    with pytest.raises(TypeError, match="sequences"):
+        _core._copy_binary([1], (23,))
+    with pytest.raises(TypeError):
+        _core._copy_binary(5, (23,))
+    with pytest.raises(TypeError):
+        _core._copy_binary([], [23])
+    with pytest.raises(OverflowError):
+        _core._copy_binary([], (2**40,))
