@@ -74,10 +74,32 @@ class Connection(_core.Connection):
         timeout: float | None = None,
     ) -> str:
         """COPY ``records`` (tuples) into a table in one stream; returns the command tag
-        (``"COPY 10000"``). Values travel as COPY data, never spliced into SQL."""
-        payload = _copy.records_payload(records)
-        sql = _copy.copy_in_sql(table_name, columns, schema_name)
-        result: str = await self._copy(sql, payload, timeout=timeout)
+        (``"COPY 10000"``). Values travel as COPY data, never spliced into SQL.
+
+        The values are sent in PostgreSQL's binary format, encoded for the column types as
+        query arguments are (a value of the wrong type raises DataError naming its record
+        and column), unless a column's type has no binary encoder (an enum, inet, ...):
+        then the whole COPY is in text format, each value as its text."""
+        # The column types first; the COPY keeps its place in the connection's order
+        # meanwhile: statements issued after this call still run after the COPY.
+        probe = self._query(
+            _copy.columns_sql(self.get_server_version()),
+            (_copy.qualified(table_name, schema_name),),
+            timeout=timeout,
+        )
+        copy = self._copy_hold(timeout=timeout)
+        try:
+            table_columns = (await probe)[0]
+            sql, payload = _copy.copy_records(
+                table_columns, table_name, columns, schema_name, records
+            )
+        except BaseException:
+            self._copy_send(copy, None, None)  # dropped unsent
+            if copy.done() and not copy.cancelled():
+                copy.exception()  # the connection failed it too: already said
+            raise
+        self._copy_send(copy, sql, payload)
+        result: str = await copy
         return result
 
     async def copy_to_table(

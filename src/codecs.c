@@ -2477,13 +2477,12 @@ static int array_bin_put_level(agentdb_state *st, agentdb_params *p, PyObject *v
     return 0;
 }
 
-/* list/tuple -> array of the declared type: binary when the element type has a binary
-   encoder, else a text literal.  Sets *format. */
-static int enc_array(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno,
-                     int *format)
+/* list/tuple -> array of type `oid` with elements by `e`: binary when e's bytes are the
+   element's binary form, else a text literal.  Sets *format. */
+static int enc_array_with(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid,
+                          encoder e, int argno, int *format)
 {
     Oid elemoid = array_elem_oid(oid);
-    encoder e = typed_encoder(elemoid);
     Py_ssize_t dims[PG_MAXDIM];
     int ndim = 0, hasnull = 0;
 
@@ -2537,6 +2536,14 @@ static int enc_array(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid,
     }
     wr_u32(p->buf + flagpos, (uint32_t)hasnull);
     return 0;
+}
+
+/* list/tuple -> array of the declared type: binary when the element type has a binary
+   encoder, else a text literal.  Sets *format. */
+static int enc_array(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno,
+                     int *format)
+{
+    return enc_array_with(st, p, v, oid, typed_encoder(array_elem_oid(oid)), argno, format);
 }
 
 static encoder typed_encoder(Oid oid)
@@ -2674,6 +2681,193 @@ int agentdb_encode_text_value(agentdb_state *st, agentdb_params *p, PyObject *v,
         return rc;
     }
     return enc_untyped_text(st, p, v, argno, 0);
+}
+
+/* ---------------------------------------------------------------------------------------
+   Binary send format for every value (COPY ... (FORMAT binary), where no field may be text) */
+
+enum {
+    NUMERIC_POS = 0x0000,
+    NUMERIC_NEG = 0x4000,
+    NUMERIC_NAN = 0xC000,
+    NUMERIC_PINF = 0xD000,
+    NUMERIC_NINF = 0xF000,
+    NUMERIC_DSCALE_MAX = 0x3FFF,
+};
+
+static void wr_numeric_head(char *b, int ndigits, int weight, uint16_t sign, int dscale)
+{
+    b[0] = (char)((uint16_t)ndigits >> 8);
+    b[1] = (char)ndigits;
+    b[2] = (char)((uint16_t)weight >> 8);
+    b[3] = (char)(uint16_t)weight;
+    b[4] = (char)(sign >> 8);
+    b[5] = (char)sign;
+    b[6] = (char)((uint16_t)dscale >> 8);
+    b[7] = (char)dscale;
+}
+
+/* numeric's binary form from its text s[0:n] (what enc_numeric writes: [-]digits[.digits]
+   [e[+-]digits], NaN, Infinity or -Infinity): int16 ndigits, int16 weight, uint16 sign,
+   uint16 dscale, then ndigits base-10000 digits, the first worth 10000^weight.
+   0 => ok, -1 => error set. */
+static int numeric_text_to_bin(agentdb_state *st, agentdb_params *p, const char *s, size_t n,
+                               PyObject *v, int argno)
+{
+    char head[8], stackdigits[64];
+    char *d = stackdigits; /* the significant decimal digits, 0-9 */
+    uint16_t sign = NUMERIC_POS;
+    size_t i = 0, nd = 0;
+    int64_t frac = 0, exp = 0;
+    int point = 0, any = 0, rc = -1;
+
+    if ((n == 3 && memcmp(s, "NaN", 3) == 0) || (n == 8 && memcmp(s, "Infinity", 8) == 0) ||
+        (n == 9 && memcmp(s, "-Infinity", 9) == 0)) {
+        wr_numeric_head(head, 0, 0, n == 3 ? NUMERIC_NAN : n == 8 ? NUMERIC_PINF : NUMERIC_NINF,
+                        0);
+        return buf_put(p, head, 8);
+    }
+    if (n > sizeof stackdigits) {
+        d = PyMem_Malloc(n);
+        if (d == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (i < n && (s[i] == '-' || s[i] == '+')) {
+        sign = s[i] == '-' ? NUMERIC_NEG : NUMERIC_POS;
+        i++;
+    }
+    for (; i < n; i++) {
+        if (s[i] >= '0' && s[i] <= '9') {
+            if (nd > 0 || s[i] != '0') {
+                d[nd++] = (char)(s[i] - '0'); /* leading zeros dropped */
+            }
+            frac += point;
+            any = 1;
+        }
+        else if (s[i] == '.' && !point) {
+            point = 1;
+        }
+        else {
+            break;
+        }
+    }
+    if (any && i < n && (s[i] == 'e' || s[i] == 'E')) {
+        int neg = 0, expdigits = 0;
+        if (++i < n && (s[i] == '-' || s[i] == '+')) {
+            neg = s[i++] == '-';
+        }
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, expdigits++) {
+            if (exp < INT64_C(1000000000)) {
+                exp = exp * 10 + (s[i] - '0');
+            }
+        }
+        any = expdigits > 0;
+        exp = neg ? -exp : exp;
+    }
+    if (!any || i != n) {
+        bad_arg(st, argno, v, "not a number numeric accepts");
+        goto done;
+    }
+    int64_t dscale = frac - exp > 0 ? frac - exp : 0;
+    if (nd == 0) { /* zero, with its scale: 0.00 */
+        if (dscale > NUMERIC_DSCALE_MAX) {
+            bad_arg(st, argno, v, "value out of numeric range");
+            goto done;
+        }
+        wr_numeric_head(head, 0, 0, NUMERIC_POS, (int)dscale);
+        rc = buf_put(p, head, 8);
+        goto done;
+    }
+    /* The value is d * 10^(exp - frac): `ip` digits before the decimal point.  `z` zeros
+       in front align the point on a group of four digits. */
+    int64_t ip = (int64_t)nd + exp - frac;
+    int64_t z = ((-ip) % 4 + 4) % 4;
+    int64_t weight = (ip + z) / 4 - 1;
+    int64_t ngroups = ((int64_t)nd + z + 3) / 4;
+    if (dscale > NUMERIC_DSCALE_MAX || weight < INT16_MIN || weight > INT16_MAX ||
+        ngroups > INT16_MAX) {
+        bad_arg(st, argno, v, "value out of numeric range");
+        goto done;
+    }
+    if (buf_reserve(p, 8 + 2 * (size_t)ngroups) < 0) {
+        goto done;
+    }
+    char *out = p->buf + p->used + 8;
+    int kept = 0;
+    for (int64_t g = 0; g < ngroups; g++) {
+        int val = 0;
+        for (int64_t k = g * 4 - z; k < g * 4 - z + 4; k++) {
+            val = val * 10 + (k >= 0 && k < (int64_t)nd ? d[k] : 0);
+        }
+        out[2 * g] = (char)(val >> 8);
+        out[2 * g + 1] = (char)val;
+        if (val != 0) {
+            kept = (int)g + 1; /* trailing zero groups are left out */
+        }
+    }
+    wr_numeric_head(p->buf + p->used, kept, (int)weight, sign, (int)dscale);
+    p->used += 8 + 2 * (size_t)kept;
+    rc = 0;
+done:
+    if (d != stackdigits) {
+        PyMem_Free(d);
+    }
+    return rc;
+}
+
+/* numeric in binary: the text enc_numeric would send (Decimal, int or float), converted. */
+static int enc_numeric_bin(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno)
+{
+    agentdb_params text;
+    agentdb_params_scratch(&text);
+    int rc = enc_numeric(st, &text, v, oid, argno);
+    if (rc == 0) {
+        rc = numeric_text_to_bin(st, p, text.buf, text.used, v, argno);
+    }
+    agentdb_params_free(&text);
+    return rc;
+}
+
+/* The encoder writing `oid`'s binary send format (fn NULL when there is none). */
+static encoder binary_encoder(Oid oid)
+{
+    if (oid == OID_NUMERIC) {
+        return (encoder){enc_numeric_bin, 1, 1};
+    }
+    encoder e = typed_encoder(oid);
+    if (!e.binary_elem) {
+        e.fn = NULL;
+    }
+    e.format = 1;
+    return e;
+}
+
+int agentdb_has_binary_encoder(Oid oid)
+{
+    Oid elemoid = array_elem_oid(oid);
+    return binary_encoder(elemoid ? elemoid : oid).fn != NULL;
+}
+
+int agentdb_encode_binary(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno)
+{
+    Oid elemoid = array_elem_oid(oid);
+    encoder e = binary_encoder(elemoid ? elemoid : oid);
+    if (e.fn == NULL) {
+        PyErr_Format(PyExc_ValueError, "no binary encoder for type OID %u", (unsigned)oid);
+        return -1;
+    }
+    if (elemoid) {
+        int format;
+        return enc_array_with(st, p, v, oid, e, argno, &format);
+    }
+    return e.fn(st, p, v, oid, argno);
+}
+
+int agentdb_params_put(agentdb_params *p, const void *data, size_t n)
+{
+    return buf_put(p, data, n);
 }
 
 void agentdb_params_scratch(agentdb_params *p)

@@ -52,6 +52,17 @@ void agentdb_params_scratch(agentdb_params *p);
    buffer; argno names the value in errors.  0 => ok, -1 => error set. */
 int agentdb_encode_text_value(agentdb_state *st, agentdb_params *p, PyObject *v, int argno);
 
+/* Appends n bytes to p's buffer.  0 => ok, -1 => MemoryError set. */
+int agentdb_params_put(agentdb_params *p, const void *data, size_t n);
+
+/* 1 when agentdb_encode_binary can write values of type `oid` (numeric included, which
+   parameters send as text; arrays when their element type can). */
+int agentdb_has_binary_encoder(Oid oid);
+/* Appends v (not None) in `oid`'s binary send format, as COPY ... (FORMAT binary) reads
+   it, to p's buffer; argno names the value in errors ("query argument $N").  A type
+   without a binary encoder raises ValueError.  0 => ok, -1 => error set. */
+int agentdb_encode_binary(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno);
+
 /* Release what agentdb_params_encode allocated; safe on a zeroed struct and twice. */
 void agentdb_params_free(agentdb_params *p);
 

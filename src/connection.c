@@ -707,6 +707,9 @@ static void conn_kick(agentdb_Connection *c)
         if (op->st != OPST_QUEUED && op->st != OPST_READY2) {
             break; /* a describe in flight is a barrier */
         }
+        if (op->held) {
+            break; /* statements after a held COPY wait for it */
+        }
         if (op->abandoned) {
             continue; /* finished by conn_settle_heads */
         }
@@ -2134,6 +2137,95 @@ static PyObject *Connection__copy(PyObject *self, PyObject *const *args, Py_ssiz
     return fut;
 }
 
+/* _copy_hold(timeout=None) -> Future: a COPY ... FROM STDIN queued now, in the order of
+   the call, whose statement and payload come later from _copy_send() (they depend on the
+   answer to a statement queued before it).  Statements queued after it wait for it.
+   Cancelling the future (or its timeout) drops it. */
+static PyObject *Connection__copy_hold(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    double timeout = 0;
+    if (nargs != 0) {
+        PyErr_SetString(PyExc_TypeError, "_copy_hold(*, timeout=None)");
+        return NULL;
+    }
+    if (parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+        return NULL;
+    }
+    if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *sql = PyUnicode_FromStringAndSize(NULL, 0);
+    if (sql == NULL) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, (PyObject *)c);
+    if (fut == NULL) {
+        Py_DECREF(sql);
+        return NULL;
+    }
+    agentdb_Op *op = op_new(c, OPK_SIMPLE, AGENTDB_MODE_STATUS, sql, NULL);
+    Py_DECREF(sql);
+    if (op == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    op->fut = Py_NewRef(fut);
+    op->copy_mode = COPY_IN;
+    op->held = 1;
+    if (conn_enqueue(c, op, timeout) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+/* _copy_send(fut, sql: str | None, data: bytes | None) -> None: the statement and payload
+   of the COPY _copy_hold() returned `fut` for; it goes out in its turn.  sql None drops
+   it unsent (`fut` is then never completed).  Nothing happens when it is gone already
+   (cancelled, timed out, the connection closed): `fut` holds that outcome. */
+static PyObject *Connection__copy_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    if (nargs != 3 || (args[1] != Py_None && !PyUnicode_Check(args[1])) ||
+        (args[1] != Py_None && !PyBytes_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_copy_send(fut, sql: str | None, data: bytes | None)");
+        return NULL;
+    }
+    agentdb_Op *prev = NULL, *op = c->head;
+    while (op != NULL && !(op->fut == args[0] && op->held && !op->abandoned)) {
+        prev = op;
+        op = op->next;
+    }
+    if (op == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (args[1] == Py_None) {
+        if (prev != NULL) {
+            prev->next = op->next;
+        }
+        else {
+            c->head = op->next;
+        }
+        if (c->tail == op) {
+            c->tail = prev;
+        }
+        c->nops--;
+        op_free(st, op);
+    }
+    else {
+        Py_SETREF(op->sql, Py_NewRef(args[1]));
+        Py_XSETREF(op->copy_data, Py_NewRef(args[2]));
+        op->held = 0;
+    }
+    conn_process(c);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -2610,6 +2702,9 @@ static PyMethodDef Connection_methods[] = {
      NULL},
     {"_copy", (PyCFunction)(void (*)(void))Connection__copy, METH_FASTCALL | METH_KEYWORDS,
      NULL},
+    {"_copy_hold", (PyCFunction)(void (*)(void))Connection__copy_hold,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_copy_send", (PyCFunction)(void (*)(void))Connection__copy_send, METH_FASTCALL, NULL},
     {"close", (PyCFunction)(void (*)(void))Connection_close, METH_FASTCALL | METH_KEYWORDS,
      "close(timeout=None) -> Future[None]: close the connection."},
     {"terminate", Connection_terminate, METH_NOARGS, "Close the connection now."},

@@ -76,6 +76,8 @@ struct agentdb_Op {
     int copy_mode;    /* COPY_IN, COPY_OUT or 0 */
     PyObject *copy_data; /* COPY_IN: bytes to send; COPY_OUT: list of received chunks */
     Py_ssize_t copy_off; /* COPY_IN: bytes sent so far */
+    int held; /* a COPY whose statement and payload are not known yet (_copy_hold):
+                 it keeps its place in the FIFO and nothing after it is sent */
     agentdb_op_done_fn done;
     void *done_arg;
 };

@@ -1,6 +1,7 @@
 /* module.c: agentdb._core module init (multi-phase) and its module state. */
 #include "agentdb.h"
 #include "codecs.h"
+#include "copy_binary.h"
 #include "copy_text.h"
 #include "connection.h"
 
@@ -66,6 +67,9 @@ static PyMethodDef module_methods[] = {
      "_encode(oid, value): encode one parameter -> (data, format) (tests)."},
     {"_copy_text", agentdb_copy_text_py, METH_O,
      "_copy_text(records): the COPY FROM STDIN payload, text format, for rows of values."},
+    {"_copy_binary", (PyCFunction)(void (*)(void))agentdb_copy_binary_py, METH_FASTCALL,
+     "_copy_binary(records, oids): the COPY FROM STDIN payload, binary format, for rows of "
+     "values of those type OIDs; None when a type has no binary encoder."},
     {NULL, NULL, 0, NULL},
 };
 
