@@ -2870,6 +2870,11 @@ int agentdb_params_put(agentdb_params *p, const void *data, size_t n)
     return buf_put(p, data, n);
 }
 
+int agentdb_params_reserve(agentdb_params *p, size_t extra)
+{
+    return buf_reserve(p, extra);
+}
+
 void agentdb_params_scratch(agentdb_params *p)
 {
     memset(p, 0, sizeof *p);

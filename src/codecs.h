@@ -54,6 +54,8 @@ int agentdb_encode_text_value(agentdb_state *st, agentdb_params *p, PyObject *v,
 
 /* Appends n bytes to p's buffer.  0 => ok, -1 => MemoryError set. */
 int agentdb_params_put(agentdb_params *p, const void *data, size_t n);
+/* Room for `extra` more bytes at p->buf + p->used.  0 => ok, -1 => MemoryError set. */
+int agentdb_params_reserve(agentdb_params *p, size_t extra);
 
 /* 1 when agentdb_encode_binary can write values of type `oid` (numeric included, which
    parameters send as text; arrays when their element type can). */

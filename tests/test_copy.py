@@ -361,3 +361,18 @@ def test_copy_binary_payload_exact() -> None:
         _core._copy_binary([], [23])
     with pytest.raises(OverflowError):
         _core._copy_binary([], (2**40,))
+
+
+def test_copy_text_payload_survives_a_record_changed_while_encoded() -> None:
+    """A value whose str() empties the list it is in: no read past the list's end."""
+    from agentdb import _core
+
+    record: list[object] = []
+
+    class Shrinks:
+        def __str__(self) -> str:
+            record.clear()
+            return "s"
+
+    record.extend([Shrinks(), "never read", "nor this"])
+    assert _core._copy_text([record]) == b"s\n"
