@@ -15,8 +15,18 @@ from .workloads import QUERIES, Case, Prepared
 SCRIPT = QUERIES / "select1.pgbench"
 
 
+# agentdb's path each pgbench run is compared with, run interleaved with it in the same case
+# (trials A B A B), so that the machine's load drifts alike for both: 20 clients against
+# the pool path with 100 tasks on a pool of 20; 1 client against one held connection.
+AGENTDB_PEER = {20: ("b.pool.100", 100), 1: ("b.held.1", 1)}
+
+
 def _case(clients: int) -> Case:
+    peer_case, peer_tasks = AGENTDB_PEER[clients]
+
     async def prepare(driver: Driver) -> Prepared:
+        if driver.name != "pgbench":
+            return await _agentdb_peer(driver, clients, peer_tasks)
         tool = util.find_pg_tool("pgbench")
         if tool is None:
             raise NotAvailable("pgbench binary not found")
@@ -51,8 +61,26 @@ def _case(clients: int) -> Case:
 
     return Case("g", f"g.pgbench.{clients}",
                 f"pgbench -M prepared 'SELECT 1', {clients} client{'s' if clients > 1 else ''}"
-                " (C reference; CPU = pgbench's own)",
-                clients, prepare, drivers=("pgbench",))
+                " (C reference; CPU = pgbench's own), interleaved with agentdb's "
+                f"{peer_case} path",
+                peer_tasks, prepare, drivers=("pgbench", "agentdb"),
+                peer_labels={"agentdb": f"as {peer_case}"})
+
+
+async def _agentdb_peer(driver: Driver, clients: int, tasks: int) -> Prepared:
+    if clients > 1:
+        pool = await driver.create_pool(20)
+
+        async def close_pool() -> None:
+            await driver.close_pool(pool)
+
+        return Prepared([driver.pool_fetchval_op(pool, "SELECT 1")] * tasks, close_pool)
+    conn = await driver.connect()
+
+    async def close_conn() -> None:
+        await driver.close(conn)
+
+    return Prepared([driver.fetchval_op(conn, "SELECT 1")] * tasks, close_conn)
 
 
 def cases_g() -> list[Case]:
