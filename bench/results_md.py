@@ -56,9 +56,29 @@ def render(doc: dict, source: str) -> str:  # type: ignore[type-arg]
     return "\n".join(lines)
 
 
+def render_extra(doc: dict, source: str) -> str:  # type: ignore[type-arg]
+    """Another run (e.g. agentdb built against a newer libpq) as a section of its own."""
+    meta, v, c = doc["meta"], doc["meta"]["versions"], doc["config"]
+    workloads = ",".join(sorted({r["workload"] for r in doc["results"]}))
+    return "\n".join([
+        f"## Workloads {workloads} with agentdb {v.get('agentdb', 'n/a')}",
+        "",
+        f"Run {meta['date']}, {c['trials']} trials x {c['duration']} s, same machine and "
+        f"server; raw numbers: `{source}`.",
+        "",
+        table(doc),
+        "",
+    ])
+
+
 def main() -> int:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/full.json")
-    sys.stdout.write(render(json.loads(path.read_text()), str(path)))
+    """``python -m bench.results_md FULL.json [EXTRA.json ...]``: the full run, then each
+    extra run as a section of its own."""
+    paths = [Path(p) for p in sys.argv[1:]] or [Path("bench/results/full.json")]
+    out = render(json.loads(paths[0].read_text()), str(paths[0]))
+    for extra in paths[1:]:
+        out += "\n" + render_extra(json.loads(extra.read_text()), str(extra))
+    sys.stdout.write(out)
     return 0
 
 
