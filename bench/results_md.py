@@ -61,7 +61,7 @@ def render_extra(doc: dict, source: str) -> str:  # type: ignore[type-arg]
     meta, v, c = doc["meta"], doc["meta"]["versions"], doc["config"]
     workloads = ",".join(sorted({r["workload"] for r in doc["results"]}))
     return "\n".join([
-        f"## Workloads {workloads} with agentdb {v.get('agentdb', 'n/a')}",
+        f"## Workloads {workloads} with agentdb {v.get('agentdb', 'n/a')}, loop {meta['loop']}",
         "",
         f"Run {meta['date']}, {c['trials']} trials x {c['duration']} s, same machine and "
         f"server; raw numbers: `{source}`.",
