@@ -1,5 +1,6 @@
 /* codecs.c: Python values <-> PostgreSQL values (binary and text formats), by type OID. */
 #include "codecs.h"
+#include "byteorder.h"
 
 /* datetime.h defines a static PyDateTimeAPI for its macros; we keep the C API in the
    module state instead (st->datetime_capi), so that variable stays unused. */
@@ -172,38 +173,6 @@ static PyObject *reraise_as_data(agentdb_state *st, const char *context)
 
 /* ---------------------------------------------------------------------------------------
    Big-endian reads and writes */
-
-static inline uint16_t rd_u16(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint16_t)((u[0] << 8) | u[1]);
-}
-
-static inline uint32_t rd_u32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return ((uint32_t)u[0] << 24) | ((uint32_t)u[1] << 16) | ((uint32_t)u[2] << 8) | u[3];
-}
-
-static inline uint64_t rd_u64(const char *p)
-{
-    return ((uint64_t)rd_u32(p) << 32) | rd_u32(p + 4);
-}
-
-static inline void wr_u32(char *p, uint32_t v)
-{
-    unsigned char *u = (unsigned char *)p;
-    u[0] = (unsigned char)(v >> 24);
-    u[1] = (unsigned char)(v >> 16);
-    u[2] = (unsigned char)(v >> 8);
-    u[3] = (unsigned char)v;
-}
-
-static inline void wr_u64(char *p, uint64_t v)
-{
-    wr_u32(p, (uint32_t)(v >> 32));
-    wr_u32(p + 4, (uint32_t)v);
-}
 
 /* ---------------------------------------------------------------------------------------
    Calendar arithmetic (proleptic Gregorian, H. Hinnant's algorithms) */
@@ -2697,14 +2666,10 @@ enum {
 
 static void wr_numeric_head(char *b, int ndigits, int weight, uint16_t sign, int dscale)
 {
-    b[0] = (char)((uint16_t)ndigits >> 8);
-    b[1] = (char)ndigits;
-    b[2] = (char)((uint16_t)weight >> 8);
-    b[3] = (char)(uint16_t)weight;
-    b[4] = (char)(sign >> 8);
-    b[5] = (char)sign;
-    b[6] = (char)((uint16_t)dscale >> 8);
-    b[7] = (char)dscale;
+    wr_u16(b, (uint16_t)ndigits);
+    wr_u16(b + 2, (uint16_t)weight);
+    wr_u16(b + 4, sign);
+    wr_u16(b + 6, (uint16_t)dscale);
 }
 
 /* numeric's binary form from its text s[0:n] (what enc_numeric writes: [-]digits[.digits]

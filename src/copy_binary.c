@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "agentdb.h"
+#include "byteorder.h"
 #include "codecs.h"
 #include "copy_binary.h"
 
@@ -20,20 +21,6 @@
 #define MAX_FIELDS 1600
 
 static const char SIGNATURE[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
-
-static void put_be16(char *b, uint16_t v)
-{
-    b[0] = (char)(v >> 8);
-    b[1] = (char)v;
-}
-
-static void put_be32(char *b, uint32_t v)
-{
-    b[0] = (char)(v >> 24);
-    b[1] = (char)(v >> 16);
-    b[2] = (char)(v >> 8);
-    b[3] = (char)v;
-}
 
 /* The encoder's exception, said of COPY record `row`, column `col`: a DataError becomes
    DataError("COPY record R, column C: <what was wrong>") caused by it (the encoders speak
@@ -114,7 +101,7 @@ static int put_row(agentdb_state *st, agentdb_params *p, PyObject *seq, const Oi
                    Py_ssize_t ncols, int nrow)
 {
     char b[4];
-    put_be16(b, (uint16_t)ncols);
+    wr_u16(b, (uint16_t)ncols);
     if (agentdb_params_put(p, b, 2) < 0) {
         return -1;
     }
@@ -127,7 +114,7 @@ static int put_row(agentdb_state *st, agentdb_params *p, PyObject *seq, const Oi
         }
         PyObject *v = PySequence_Fast_GET_ITEM(seq, i);
         if (v == Py_None) {
-            put_be32(b, UINT32_MAX); /* -1: NULL */
+            wr_u32(b, UINT32_MAX); /* -1: NULL */
             if (agentdb_params_put(p, b, 4) < 0) {
                 return -1;
             }
@@ -150,7 +137,7 @@ static int put_row(agentdb_state *st, agentdb_params *p, PyObject *seq, const Oi
                          nrow, i + 1, len);
             return -1;
         }
-        put_be32(p->buf + lenpos, (uint32_t)len);
+        wr_u32(p->buf + lenpos, (uint32_t)len);
     }
     return 0;
 }
@@ -213,7 +200,7 @@ PyObject *agentdb_copy_binary_py(PyObject *module, PyObject *const *args, Py_ssi
         goto done;
     }
     char trailer[2];
-    put_be16(trailer, UINT16_MAX); /* -1 */
+    wr_u16(trailer, UINT16_MAX); /* -1 */
     if (agentdb_params_put(&out, trailer, 2) < 0) {
         goto done;
     }
