@@ -820,25 +820,15 @@ static PyObject *decode_row(agentdb_state *st, const PGresult *res, int row, int
     return rec;
 }
 
-/* Appends the rows of `res` to the list *rows (made when NULL). */
+/* Appends the rows of `res` to the list *rows (made when NULL: the whole result, or the
+   first chunk of one). */
 static int decode_rows_into(agentdb_state *st, const PGresult *res, int ncols, PyObject *desc,
                             agentdb_decode_fn *dec, PyObject **rows)
 {
     int ntuples = PQntuples(res);
-    Py_ssize_t base = 0;
-    if (*rows == NULL) {
-        if ((*rows = PyList_New(ntuples)) == NULL) {
-            return -1;
-        }
-    }
-    else {
-        base = PyList_GET_SIZE(*rows);
-        /* Grow once, then fill the new slots (None until set, so the list stays valid). */
-        for (int r = 0; r < ntuples; r++) {
-            if (PyList_Append(*rows, Py_None) < 0) {
-                return -1;
-            }
-        }
+    int fresh = *rows == NULL;
+    if (fresh && (*rows = PyList_New(ntuples)) == NULL) {
+        return -1;
     }
     /* Every object made here stays alive until the rows are returned, so collections
        triggered by these allocations would only traverse them to find no garbage
@@ -846,23 +836,23 @@ static int decode_rows_into(agentdb_state *st, const PGresult *res, int ncols, P
        the allocation count still stands when the collector is enabled again. */
     int gc_was_enabled = ntuples > 1 ? PyGC_Disable() : 0;
     int rc = 0;
-    for (int r = 0; r < ntuples; r++) {
+    for (int r = 0; r < ntuples && rc == 0; r++) {
         PyObject *rec = decode_row(st, res, r, ncols, desc, dec, -1);
         if (rec == NULL) {
             rc = -1;
-            break;
         }
-        if (base == 0 && PyList_GET_ITEM(*rows, r) == NULL) {
+        else if (fresh) {
             PyList_SET_ITEM(*rows, r, rec);
         }
         else {
-            PyList_SetItem(*rows, base + r, rec); /* steals; replaces the None */
+            rc = PyList_Append(*rows, rec);
+            Py_DECREF(rec);
         }
     }
     if (gc_was_enabled) {
         PyGC_Enable();
     }
-    if (rc < 0 && base == 0) {
+    if (rc < 0 && fresh) {
         Py_CLEAR(*rows); /* a new list with unset slots must not escape */
     }
     return rc;
