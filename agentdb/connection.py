@@ -113,11 +113,8 @@ class Connection(_core.Connection):
         timeout: float | None = None,
     ) -> str:
         """COPY ``source`` (data already in COPY ``format``: text or csv) into a table."""
-        if format not in ("text", "csv"):
-            raise ValueError("format must be 'text' or 'csv'")
-        sql = _copy.copy_in_sql(table_name, columns, schema_name)
-        if format == "csv":
-            sql += " (FORMAT csv)"
+        opts = _copy.format_option(format)
+        sql = _copy.copy_in_sql(table_name, columns, schema_name) + opts
         result: str = await self._copy(sql, bytes(source), timeout=timeout)
         return result
 
@@ -125,9 +122,7 @@ class Connection(_core.Connection):
         self, query: str, *, format: str = "text", timeout: float | None = None
     ) -> bytes:
         """The result of ``query`` as COPY data (``format``: text or csv)."""
-        if format not in ("text", "csv"):
-            raise ValueError("format must be 'text' or 'csv'")
-        opts = " (FORMAT csv)" if format == "csv" else ""
+        opts = _copy.format_option(format)
         data: bytes = await self._copy(f"COPY ({query}) TO STDOUT{opts}", None, timeout=timeout)
         return data
 
@@ -141,11 +136,9 @@ class Connection(_core.Connection):
         timeout: float | None = None,
     ) -> bytes:
         """A table's rows as COPY data (``format``: text or csv)."""
-        if format not in ("text", "csv"):
-            raise ValueError("format must be 'text' or 'csv'")
-        cols = " (" + ", ".join(_copy.quote_ident(c) for c in columns) + ")" if columns else ""
-        opts = " (FORMAT csv)" if format == "csv" else ""
-        sql = f"COPY {_copy.qualified(table_name, schema_name)}{cols} TO STDOUT{opts}"
+        opts = _copy.format_option(format)
+        table = _copy.qualified(table_name, schema_name)
+        sql = f"COPY {table}{_copy.column_list(columns)} TO STDOUT{opts}"
         data: bytes = await self._copy(sql, None, timeout=timeout)
         return data
 

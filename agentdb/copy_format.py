@@ -24,9 +24,20 @@ def records_payload(records: Iterable[Sequence[Any]]) -> bytes:
     return _core._copy_text(records)
 
 
+def column_list(columns: Sequence[str] | None) -> str:
+    """`` ("a", "b")`` for COPY, or nothing for every column."""
+    return " (" + ", ".join(quote_ident(c) for c in columns) + ")" if columns else ""
+
+
+def format_option(format: str) -> str:
+    """COPY's option for ``format`` ("text" or "csv"); ValueError for anything else."""
+    if format not in ("text", "csv"):
+        raise ValueError("format must be 'text' or 'csv'")
+    return " (FORMAT csv)" if format == "csv" else ""
+
+
 def copy_in_sql(table_name: str, columns: Sequence[str] | None, schema_name: str | None) -> str:
-    cols = " (" + ", ".join(quote_ident(c) for c in columns) + ")" if columns else ""
-    return f"COPY {qualified(table_name, schema_name)}{cols} FROM STDIN"
+    return f"COPY {qualified(table_name, schema_name)}{column_list(columns)} FROM STDIN"
 
 
 # The columns COPY FROM STDIN fills when it is given no column list (all but generated and

@@ -22,6 +22,7 @@ import agentdb.sqlalchemy  # noqa: F401  (registers postgresql+agentdb)
 from . import errors as _errors
 from . import logs as _logs
 from . import settings as _settings
+from .copy_format import quote_ident as _quote_ident
 from .sqlalchemy.pool import AgentdbPool
 
 if TYPE_CHECKING:
@@ -171,10 +172,6 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         raise
     finally:
         await _finish_in_background(_end_session(session, failed))
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 async def _create_database_if_missing(engine: AsyncEngine) -> None:
