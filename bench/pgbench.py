@@ -10,23 +10,26 @@ from typing import Any
 
 from . import util
 from .drivers import Driver, NotAvailable
-from .workloads import QUERIES, Case, Prepared
+from .workloads import QUERIES, Case, Prepared, _held_case, _pool_case
 
 SCRIPT = QUERIES / "select1.pgbench"
 
 
-# agentdb's path each pgbench run is compared with, run interleaved with it in the same case
-# (trials A B A B), so that the machine's load drifts alike for both: 20 clients against
-# the pool path with 100 tasks on a pool of 20; 1 client against one held connection.
-AGENTDB_PEER = {20: ("b.pool.100", 100), 1: ("b.held.1", 1)}
+# agentdb's (b) case each pgbench run is compared with, run interleaved with it in the same
+# case (trials A B A B), so that the machine's load drifts alike for both: 20 clients
+# against the pool path with 100 tasks on a pool of 20; 1 client against one held
+# connection.
+AGENTDB_PEER = {20: _pool_case(100, 20), 1: _held_case(1)}
 
 
 def _case(clients: int) -> Case:
-    peer_case, peer_tasks = AGENTDB_PEER[clients]
+    peer = AGENTDB_PEER[clients]
+    peer_case, peer_tasks = peer.name, peer.tasks
 
     async def prepare(driver: Driver) -> Prepared:
         if driver.name != "pgbench":
-            return await _agentdb_peer(driver, clients, peer_tasks)
+            assert peer.prepare is not None
+            return await peer.prepare(driver)
         tool = util.find_pg_tool("pgbench")
         if tool is None:
             raise NotAvailable("pgbench binary not found")
@@ -66,22 +69,3 @@ def _case(clients: int) -> Case:
                 peer_tasks, prepare, drivers=("pgbench", "agentdb"),
                 peer_labels={"agentdb": f"as {peer_case}"})
 
-
-async def _agentdb_peer(driver: Driver, clients: int, tasks: int) -> Prepared:
-    if clients > 1:
-        pool = await driver.create_pool(20)
-
-        async def close_pool() -> None:
-            await driver.close_pool(pool)
-
-        return Prepared([driver.pool_fetchval_op(pool, "SELECT 1")] * tasks, close_pool)
-    conn = await driver.connect()
-
-    async def close_conn() -> None:
-        await driver.close(conn)
-
-    return Prepared([driver.fetchval_op(conn, "SELECT 1")] * tasks, close_conn)
-
-
-def cases_g() -> list[Case]:
-    return [_case(1), _case(20)]
