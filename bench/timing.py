@@ -120,7 +120,7 @@ async def run_mixed_trial(fast: Sequence[Op], slow: Sequence[Op], duration: floa
     return out
 
 
-METRICS = ("qps", "rows_ps", "p50_ms", "p99_ms", "cpu_us_per_op", "cpu_us_per_row")
+METRICS = ("ops", "qps", "rows_ps", "p50_ms", "p99_ms", "cpu_us_per_op", "cpu_us_per_row")
 # Only in the trials of run_mixed_trial (workload h).
 TAIL_METRICS = ("p999_ms", "max_ms", "over_100ms", "slow_ops", "slow_p50_ms")
 
