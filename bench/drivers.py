@@ -110,6 +110,17 @@ class Driver:
 
         return op
 
+    def acquire_fetchval_op(self, pool: Any, sql: str) -> Op:
+        """``fetchval`` on a connection checked out exclusively for the statement."""
+        acquire = pool.acquire
+
+        async def op() -> int:
+            async with acquire() as conn:
+                await conn.fetchval(sql)
+            return 1
+
+        return op
+
     def pool_fetchrow_op(self, pool: Any, sql: str, argf: Callable[[], Sequence[Any]]) -> Op:
         fetchrow = pool.fetchrow
 
@@ -266,6 +277,9 @@ class Psycopg(Driver):
             return 1
 
         return op
+
+    # psycopg_pool's only path is the exclusive checkout.
+    acquire_fetchval_op = pool_fetchval_op
 
     def pool_fetchrow_op(self, pool: Any, sql: str, argf: Callable[[], Sequence[Any]]) -> Op:
         connection = pool.connection

@@ -69,3 +69,7 @@ def _case(clients: int) -> Case:
                 peer_tasks, prepare, drivers=("pgbench", "agentdb"),
                 peer_labels={"agentdb": f"as {peer_case}"})
 
+
+
+def cases_g() -> list[Case]:
+    return [_case(1), _case(20)]

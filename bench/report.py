@@ -27,6 +27,14 @@ def _median(results: list[dict[str, Any]], case: str, driver: str, key: str) -> 
     return None
 
 
+def _total(results: list[dict[str, Any]], case: str, driver: str, key: str) -> int | None:
+    """The sum of one metric over every trial of one case and driver."""
+    for r in results:
+        if r["case"] == case and r["driver"] == driver and r["trials"]:
+            return sum(int(t[key]) for t in r["trials"])
+    return None
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
@@ -87,6 +95,13 @@ def targets(results: list[dict[str, Any]], memory: dict[str, Any]) -> list[dict[
             if case.startswith(("e.", "f.")):
                 goal = 1.5
             add(f"{case} vs asyncpg", _ratio(q(case, "agentdb"), q(case, "asyncpg")), goal)
+    # (h), issue 10: fast statements must not wait behind slow ones on the pool's
+    # connections: as good a tail as asyncpg's, and none over 100 ms in any trial.
+    add("(h) fast statements' p99.9 behind slow ones, agentdb pool.fetchval / asyncpg",
+        _ratio(_median(results, "h.mixed", "agentdb", "p999_ms"),
+               _median(results, "h.mixed", "asyncpg", "p999_ms")), 1.0, False)
+    add("(h) agentdb pool.fetchval: fast statements over 100 ms, all trials",
+        _total(results, "h.mixed", "agentdb", "over_100ms"), 0, False)
     pool30 = {d: m.get("pool30_rss_mb") for d, m in memory.items() if isinstance(m, dict)}
     if pool30:
         add("RSS of a pool of 30 vs asyncpg", _ratio(pool30.get("agentdb"), pool30.get("asyncpg")),
@@ -109,8 +124,39 @@ def case_line(case: Any, entries: list[dict[str, Any]], seconds: float) -> str:
     return f"  {case.name:<22} {'; '.join(parts)}  ({seconds:.0f} s)"
 
 
+def _driver_label(r: dict[str, Any]) -> str:
+    """The driver as the tables name it: ORM/HTTP peers are SQLAlchemy on it, and what it
+    ran when that differs from the case's label."""
+    driver = str(r["driver"])
+    if r["workload"] in "ef" and driver != "agentdb":
+        driver = f"sqla+{driver}"
+    if r.get("peer"):
+        driver += f" ({r['peer']})"
+    return driver
+
+
+def _tail_table(results: list[dict[str, Any]]) -> list[str]:
+    """(h): the fast statements' latency tail and the slow ones, medians across trials."""
+    lines = [
+        "", "| case (h) | driver | fast stmts | fast q/s | p50 ms | p99 ms | p99.9 ms | max ms "
+        "| fast > 100 ms | slow stmts | slow p50 ms |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        m = r["median"]
+        if "p999_ms" not in m:
+            continue
+        lines.append(
+            f"| {r['case']} | {_driver_label(r)} | {_fmt(float(m['ops']))} | {_fmt(m['qps'])} | "
+            f"{_fmt(m['p50_ms'], 3)} | {_fmt(m['p99_ms'], 3)} | {_fmt(m['p999_ms'], 1)} | "
+            f"{_fmt(m['max_ms'], 1)} | {_fmt(float(m['over_100ms']))} | "
+            f"{_fmt(float(m['slow_ops']))} | {_fmt(m['slow_p50_ms'], 1)} |")
+    return lines if len(lines) > 3 else []
+
+
 def table(doc: dict[str, Any]) -> str:
-    """Markdown: one row per case and driver, then the targets and memory."""
+    """Markdown: one row per case and driver, (h)'s latency tail, then the targets and
+    memory."""
     results = doc["results"]
     rat = doc["ratios"]
     lines = [
@@ -125,11 +171,7 @@ def table(doc: dict[str, Any]) -> str:
             ratio = _fmt(rat.get(r["case"], {}).get(f"vs {r['driver']}"), 2)
         elif r["driver"] == "pgbench":
             ratio = ""
-        driver = r["driver"]
-        if r["workload"] in "ef" and driver != "agentdb":
-            driver = f"sqla+{driver}"
-        if r.get("peer"):
-            driver += f" ({r['peer']})"
+        driver = _driver_label(r)
         if not m:
             lines.append(f"| {r['case']} | {r['label']} | {driver} | {r['status']} |||||||")
             continue
@@ -139,9 +181,9 @@ def table(doc: dict[str, Any]) -> str:
             f"{_fmt(m['rows_ps']) if show_rows else ''} | {_fmt(m['p50_ms'], 3)} | "
             f"{_fmt(m['p99_ms'], 3)} | {_fmt(m['cpu_us_per_op'], 1)} | "
             f"{_fmt(m['cpu_us_per_row'], 2) if show_rows else ''} | {ratio} |")
-    out = "\n".join(lines)
+    out = "\n".join(lines + _tail_table(results))
     if doc.get("targets"):
-        t = ["", "| target (issue 4) | measured | goal | met |", "|---|--:|---|---|"]
+        t = ["", "| target (issues 4, 10) | measured | goal | met |", "|---|--:|---|---|"]
         for row in doc["targets"]:
             met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
             t.append(f"| {row['target']} | {_fmt(row['value'], 2)} | {row['goal']} | {met} |")

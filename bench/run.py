@@ -23,7 +23,7 @@ from . import report, util  # noqa: E402
 from .timing import medians, run_trial  # noqa: E402
 from .workloads import Case, Prepared, cases_a, cases_b, cases_c, cases_d  # noqa: E402
 
-WORKLOADS = "abcdefgm"  # m: memory
+WORKLOADS = "abcdefghm"  # m: memory
 DEFAULT_DSN = os.environ.get("BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/bench")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--trials", type=int, default=3, help="trials per driver (3)")
     ap.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per driver (1)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
-                    help="comma list of a,b,c,d,e,f,g,m (m = memory); default all")
+                    help="comma list of a,b,c,d,e,f,g,h,m (m = memory); default all")
     ap.add_argument("--drivers", default=",".join(drv.DRIVERS),
                     help="comma list of agentdb,asyncpg,psycopg; default all")
     ap.add_argument("--cases", default="",
@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--uvloop", action="store_true", help="run on uvloop")
     ap.add_argument("--mem-queries", type=int, default=1_000_000,
                     help="queries through the pool for the memory check (1M)")
+    ap.add_argument("--mixed-sleep", type=float, default=0.5,
+                    help="seconds of pg_sleep in (h)'s slow statement (0.5)")
     ap.add_argument("--json", type=Path, default=None,
                     help=f"where to write results (default {DEFAULT_JSON})")
     ap.add_argument("--quick", action="store_true",
@@ -52,6 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.trials, args.warmup = 0.2, 1, 0.05
         args.mem_queries = min(args.mem_queries, 2000)
+        args.mixed_sleep = min(args.mixed_sleep, 0.05)
     if args.json is None:
         args.json = DEFAULT_JSON
     args.workload_set = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -89,6 +92,10 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
         from .pgbench import cases_g
 
         cases += cases_g()
+    if "h" in ws:
+        from .mixed import cases_h
+
+        cases += cases_h(args.mixed_sleep)
     if args.case_prefixes:
         cases = [c for c in cases if any(c.name.startswith(p) for p in args.case_prefixes)]
     return cases

@@ -29,7 +29,7 @@ class Prepared:
 
 @dataclass
 class Case:
-    workload: str  # "a" .. "g"
+    workload: str  # "a" .. "h"
     name: str  # unique, e.g. "b.pool.100"
     label: str  # for the table
     tasks: int
