@@ -68,7 +68,7 @@ setup(
             include_dirs=include_dirs,
             library_dirs=library_dirs,
             runtime_library_dirs=runtime_library_dirs,
-            libraries=["pq"],
+            libraries=["pq", "m"],
             extra_compile_args=extra_compile_args,
         )
     ],

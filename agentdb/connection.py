@@ -27,8 +27,6 @@ class Connection(_core.Connection):
     not interleave with other tasks' statements.
     """
 
-    _transactions: list[Transaction]
-
     async def add_listener(
         self, channel: str, callback: Callable[[Connection, int, str, str], Any]
     ) -> None:
@@ -142,6 +140,17 @@ class Connection(_core.Connection):
         data: bytes = await self._copy(sql, None, timeout=timeout)
         return data
 
+    async def reset(self, *, timeout: float | None = None) -> None:
+        """Put the session back as it was right after connect: roll back an open
+        transaction, then close cursors, unlisten, release advisory locks, reset every
+        setting (RESET ALL, RESET ROLE, RESET SESSION AUTHORIZATION), drop temporary
+        tables and forget sequence values; this connection's prepared statement cache
+        stays. A pool does this by itself when a connection comes back (see
+        ``create_pool(reset=...)``); call it from a custom ``reset`` to keep it."""
+        if self.is_in_transaction():
+            await self.execute("ROLLBACK", timeout=timeout)
+        await self._reset_session(timeout=timeout)
+
     def transaction(
         self,
         *,
@@ -193,7 +202,6 @@ async def connect(
     except asyncio.TimeoutError:
         raise TimeoutError(f"timed out resolving the host name ({timeout} s)") from None
     conn = connection_class()
-    conn._transactions = []
     conn._configure(
         statement_cache_size, command_timeout or 0.0, DEFAULT_CANCEL_GRACE, not decode_json
     )

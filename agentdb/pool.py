@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -64,6 +64,25 @@ class Pool(_core.Pool):
         await self.close()
 
 
+ResetFunction = Callable[[Connection], Awaitable[Any]]
+
+
+def _reset_runner(reset: ResetFunction) -> Callable[[Connection], Awaitable[bool]]:
+    """The coroutine function the core runs for ``create_pool(reset=...)``: True when the
+    user's reset succeeded and the connection may be handed out again; a reset that
+    raises is logged and its connection closed."""
+
+    async def run(conn: Connection) -> bool:
+        try:
+            await reset(conn)
+        except Exception:
+            _logger.exception("the pool's reset function failed; the connection is closed")
+            return False
+        return True
+
+    return run
+
+
 async def create_pool(
     dsn: str | None = None,
     *,
@@ -75,6 +94,7 @@ async def create_pool(
     pre_ping: bool = True,
     ping_after: float = 10.0,
     reset_timeout: float = 5.0,
+    reset: str | ResetFunction | None = None,
     min_size: int = 1,
     pool_class: type[Pool] = Pool,
     **connect_kwargs: Any,
@@ -87,6 +107,19 @@ async def create_pool(
     than ``max_idle`` are replaced. Liveness is checked without a round trip (the socket is
     watched); with ``pre_ping`` a connection idle longer than ``ping_after`` seconds is
     pinged before it is handed out. Other keyword arguments go to ``connect()``.
+
+    ``reset`` says what happens to a session when its connection comes back (from
+    ``acquire()``, or from a shortcut that changed the session). Always: an open
+    transaction is rolled back, and the connection's Python-side state (transaction
+    stack, listeners, log listeners) is cleared. Then, with ``None`` or ``"session"``
+    (the default), a session whose user changed it (SET, LISTEN, temporary tables,
+    advisory locks, cursors, PREPARE, ...) is reset as ``Connection.reset()`` does;
+    both are pipelined ahead of the next user's statements, and a connection that ran
+    only ordinary statements costs no reset at all. ``"transaction"`` only rolls back
+    (session settings persist for the physical connection, as SQLAlchemy's pools do).
+    A coroutine function ``reset(conn)`` runs after the rollback on every release, as
+    asyncpg's ``reset=`` does (``await conn.reset()`` inside it keeps the default); if it
+    raises, the connection is closed.
     """
     if min_size < 0 or min_size > pool_size:
         raise ValueError("min_size must be between 0 and pool_size")
@@ -101,6 +134,7 @@ async def create_pool(
         pre_ping=pre_ping,
         ping_after=ping_after,
         reset_timeout=reset_timeout,
+        reset=reset if reset is None or isinstance(reset, str) else _reset_runner(reset),
     )
     if min_size:
         results = await asyncio.gather(*(opener() for _ in range(min_size)), return_exceptions=True)

@@ -23,9 +23,19 @@ class Transaction:
 
     The outermost block sends ``BEGIN`` (with ``isolation``, ``readonly``, ``deferrable``);
     an inner block sends ``SAVEPOINT``. Leaving with an exception rolls back that level only.
+    A transaction left open when its connection goes back to a pool ends there: the pool
+    rolls it back; ``commit()`` then raises InterfaceError, ``rollback()`` does nothing.
     """
 
-    __slots__ = ("_conn", "_isolation", "_readonly", "_deferrable", "_savepoint", "_state")
+    __slots__ = (
+        "_conn",
+        "_isolation",
+        "_readonly",
+        "_deferrable",
+        "_savepoint",
+        "_state",
+        "_lease",
+    )
 
     def __init__(
         self,
@@ -44,6 +54,7 @@ class Transaction:
         self._deferrable = deferrable
         self._savepoint: str | None = None
         self._state = "new"
+        self._lease = -1  # the connection's lease when it started
 
     async def start(self) -> None:
         if self._state != "new":
@@ -71,6 +82,7 @@ class Transaction:
                 sql += " DEFERRABLE"
             await conn.execute(sql)
         stack.append(self)
+        self._lease = conn._lease
         self._state = "started"
 
     def _pop(self) -> None:
@@ -79,7 +91,18 @@ class Transaction:
             raise _core.InterfaceError("transactions must end in the reverse order they began")
         stack.pop()
 
+    def _released(self) -> bool:
+        """Whether the connection went back to its pool (which rolled this back)."""
+        if self._state == "started" and self._conn._lease != self._lease:
+            self._state = "rolled back"
+        return self._state == "rolled back" and self._conn._lease != self._lease
+
     async def commit(self) -> None:
+        if self._released():
+            raise _core.InterfaceError(
+                "cannot commit: the transaction's connection was released to its pool, "
+                "which rolled the transaction back"
+            )
         self._check_started()
         self._pop()
         self._state = "committed"
@@ -89,6 +112,8 @@ class Transaction:
             await self._conn.execute("COMMIT")
 
     async def rollback(self) -> None:
+        if self._released():
+            return  # the pool rolled it back already
         self._check_started()
         self._pop()
         self._state = "rolled back"

@@ -45,6 +45,7 @@ typedef struct {
     PyTypeObject *RecordDescType;
     PyTypeObject *RecordIterType;
     PyTypeObject *IOHandleType;
+    PyTypeObject *StmtProfileType;
 
     /* PEP 249 exception hierarchy (errors.c). */
     PyObject *Error;

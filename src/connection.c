@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "structmember.h"
 #include "record.h"
+#include "sqlclass.h"
 
 /* Rows per chunk in chunked rows mode (libpq 17+): large enough that libpq's cost per
    result vanishes, small enough that decoding starts while the server is still sending. */
@@ -140,6 +141,31 @@ int agentdb_connection_txn_idle(agentdb_Connection *c)
     return c->pg != NULL && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 }
 
+int agentdb_connection_txn_expected(agentdb_Connection *c)
+{
+    if (c->pg == NULL || c->state != CONN_READY) {
+        return PQTRANS_IDLE;
+    }
+    /* libpq says ACTIVE while statements are in flight: start from the status as of
+       the last sync, then apply what the statements not yet synced do. */
+    int t = PQtransactionStatus(c->pg);
+    if (t == PQTRANS_ACTIVE) {
+        t = c->txn_status;
+    }
+    for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
+        if (op->st == OPST_FAILED) {
+            continue; /* never reaches the server */
+        }
+        if (op->sqlflags & AGENTDB_SQL_BEGIN) {
+            t = PQTRANS_INTRANS;
+        }
+        else if (op->sqlflags & AGENTDB_SQL_END) {
+            t = PQTRANS_IDLE;
+        }
+    }
+    return t;
+}
+
 /* The loop polls a dup() of libpq's socket that we own, never libpq's own
    descriptor.  libpq closes its socket whenever the connection breaks, and
    uvloop closes its poll handle one iteration after remove_reader(): if the
@@ -263,6 +289,7 @@ static void op_free(agentdb_state *st, agentdb_Op *op)
     Py_XDECREF(op->error);
     Py_XDECREF(op->status);
     Py_XDECREF(op->copy_data);
+    Py_XDECREF(op->profile);
     PyMem_Free(op);
 }
 
@@ -294,6 +321,15 @@ static PyObject *timeout_error(double timeout)
 /* ------------------------------------------------------------------------ */
 /* Closing */
 
+/* `op` left the FIFO: its expected duration no longer counts. */
+static void conn_uncount(agentdb_Connection *c, agentdb_Op *op)
+{
+    c->est_sum = c->nops > 0 ? c->est_sum - op->est : 0.0;
+    if (c->est_sum < 0) {
+        c->est_sum = 0; /* rounding */
+    }
+}
+
 static void conn_fail_ops(agentdb_Connection *c, PyObject *exc)
 {
     agentdb_state *st = conn_state(c);
@@ -310,6 +346,7 @@ static void conn_fail_ops(agentdb_Connection *c, PyObject *exc)
     }
     c->tail = NULL;
     c->nops = 0;
+    c->est_sum = 0;
 }
 
 static void conn_release_pg(agentdb_Connection *c)
@@ -374,6 +411,7 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
         }
         Py_DECREF(fut);
     }
+    Py_CLEAR(c->connect_fut_done);
     conn_fail_ops(c, exc);
     Py_DECREF(exc);
     agentdb_iohandle_detach(c->io);
@@ -451,6 +489,7 @@ static int op_in_flight(const agentdb_Op *op)
 static void conn_kick(agentdb_Connection *c);
 static void conn_settle_heads(agentdb_Connection *c);
 static void conn_process(agentdb_Connection *c);
+static void conn_cancel_abandoned(agentdb_Connection *c);
 
 /* Unlink the head op, deliver its outcome and free it. */
 static void op_pop_deliver(agentdb_Connection *c)
@@ -461,7 +500,11 @@ static void op_pop_deliver(agentdb_Connection *c)
     if (c->head == NULL) {
         c->tail = NULL;
     }
+    else if (c->head->st == OPST_PHASE2 && c->head->started_at == 0) {
+        c->head->started_at = agentdb_monotonic(); /* the server turns to it now */
+    }
     c->nops--;
+    conn_uncount(c, op);
     op_deliver(c, op);
     op_free(st, op);
 }
@@ -588,6 +631,19 @@ static void op_ask_chunks(agentdb_Connection *c, agentdb_Op *op)
 #endif
 }
 
+/* Bookkeeping once an op's statement is on its way. */
+static void op_sent(agentdb_Connection *c, agentdb_Op *op)
+{
+    if (op == c->head) {
+        op->started_at = agentdb_monotonic(); /* nothing ahead: the server starts it now */
+    }
+    if (op->sqlflags & AGENTDB_SQL_PREPARE) {
+        /* DEALLOCATE ALL or DISCARD ALL may drop our statements: statements sent after
+           it prepare their own again. */
+        PyDict_Clear(c->stmts);
+    }
+}
+
 static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
 {
     agentdb_state *st = conn_state(c);
@@ -602,6 +658,12 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
     }
     if (op->kind == OPK_PLAIN) {
         ok = PQsendQueryParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+    }
+    else if (op->kind == OPK_BATCH) {
+        for (int i = 0; ok && i < op->nbatch; i++) {
+            ok = PQsendQueryParams(pg, op->batch[i], 0, NULL, NULL, NULL, NULL, 0);
+        }
+        ncmds = op->nbatch;
     }
     else if (op->kind == OPK_QUERY) {
         agentdb_params p;
@@ -657,6 +719,7 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
     op->st = OPST_PHASE2;
     op->step = STEP_EXEC;
     op->phase_cmds = ncmds;
+    op_sent(c, op);
     op_ask_chunks(c, op);
     return 0;
 }
@@ -679,6 +742,7 @@ static int op_send_simple(agentdb_Connection *c, agentdb_Op *op)
     }
     op->st = OPST_SIMPLE;
     op->step = STEP_EXEC;
+    op_sent(c, op);
     return 0;
 }
 
@@ -695,8 +759,9 @@ static void set_cork(agentdb_Connection *c, int on)
 /* Send every queued statement that may go now, in order. */
 static void conn_kick(agentdb_Connection *c)
 {
-    if (c->state != CONN_READY || c->cancel_pending || c->simple_mode) {
-        return;
+    if (c->state != CONN_READY || c->cancel_pending || c->simple_mode ||
+        agentdb_connection_draining(c)) {
+        return; /* a cancel may still hit whatever would be sent now */
     }
     int sent = 0, corked = 0, before_in_flight = 0, r = 0;
     for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
@@ -1108,7 +1173,7 @@ static void conn_evict_statements(agentdb_Connection *c)
             PyErr_Clear();
         }
         Py_DECREF(key);
-        if (agentdb_connection_internal(c, sql, 0, NULL, NULL) < 0) {
+        if (agentdb_connection_internal(c, sql, 0, NULL, 0) < 0) {
             PyErr_Clear();
         }
     }
@@ -1185,11 +1250,56 @@ static void add_pooler_hint(PyObject *exc)
     Py_XDECREF(code);
 }
 
+/* A shortcut's statement ran: its duration, from the moment the server turned to it,
+   goes into the moving average the pool schedules by. */
+static void op_measure(agentdb_Connection *c, agentdb_Op *op)
+{
+    agentdb_StmtProfile *pr = (agentdb_StmtProfile *)op->profile;
+    if (pr == NULL || op->abandoned || op->started_at <= 0) {
+        return;
+    }
+    double d = agentdb_monotonic() - op->started_at;
+    pr->mean = pr->runs == 0 ? d : pr->mean + (d - pr->mean) * 0.25;
+    pr->runs++;
+    if (c->pool != NULL) {
+        agentdb_pool_measured(c->pool, d);
+    }
+}
+
+/* The transaction status after `op`'s phase, from the status before it: libpq tells it
+   only when nothing else is in flight (it says ACTIVE otherwise), so while statements
+   are pipelined it follows from what the statement is and whether it failed. */
+static int txn_after(int before, const agentdb_Op *op, int executed)
+{
+    if (executed && op->error == NULL && (op->sqlflags & AGENTDB_SQL_BEGIN)) {
+        return PQTRANS_INTRANS;
+    }
+    if (executed && (op->sqlflags & AGENTDB_SQL_END)) {
+        return PQTRANS_IDLE; /* a failed COMMIT rolls back: the block ends either way */
+    }
+    if (op->error != NULL && before == PQTRANS_INTRANS) {
+        return PQTRANS_INERROR;
+    }
+    return before;
+}
+
 /* The head op's sync arrived: its phase is complete. */
 static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
 {
     agentdb_state *st = conn_state(c);
-    c->txn_status = PQtransactionStatus(c->pg); /* as of this sync */
+    int t = PQtransactionStatus(c->pg);
+    c->txn_status = t != PQTRANS_ACTIVE ? t : txn_after(c->txn_status, op, op->st == OPST_PHASE2);
+    if (PQclientEncoding(c->pg) != c->utf8_id) {
+        /* set_config('client_encoding', ...) or a function did it: text would no longer
+           be UTF-8 both ways.  (SET client_encoding is refused before it is sent.) */
+        conn_close_lost(c, "the session's client_encoding is no longer UTF8 (changed by "
+                           "set_config() or a function?); agentdb talks UTF-8 with the "
+                           "server, so the connection was closed");
+        return;
+    }
+    if (op->st == OPST_PHASE2) {
+        op_measure(c, op);
+    }
     if (op->st == OPST_PHASE1) {
         if (op->error == NULL && op->stmt != NULL && c->stmt_cache_size > 0) {
             if (PyDict_SetItem(c->stmts, op->sql, op->stmt) < 0) {
@@ -1217,6 +1327,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
         Py_CLEAR(op->result);
         Py_CLEAR(op->rows);
         op->chunk_tried = 0;
+        op->started_at = 0;
         op->st = OPST_QUEUED;
         return;
     }
@@ -1338,6 +1449,7 @@ static void conn_process(agentdb_Connection *c)
             op_in_flight(c->head) && !c->copy_in && !PQisBusy(c->pg)) {
             c->process_again = 1; /* a result is already here for the new head */
         }
+        conn_cancel_abandoned(c);
     } while (c->process_again && c->state == CONN_READY);
     c->processing = 0;
     if (c->state == CONN_READY && c->nops == 0 && c->pool != NULL) {
@@ -1426,6 +1538,7 @@ static void conn_connect_step(agentdb_Connection *c)
         return;
     }
     c->cancel = PQgetCancel(c->pg);
+    c->utf8_id = pg_char_to_encoding("UTF8");
     c->state = CONN_READY;
     c->created_at = c->last_used = agentdb_monotonic();
     /* One reader for the connection's whole life: results, notices, and EOF
@@ -1436,11 +1549,10 @@ static void conn_connect_step(agentdb_Connection *c)
     if (c->connect_fut != NULL) {
         PyObject *fut = c->connect_fut;
         c->connect_fut = NULL;
-        c->connect_fut_seen = fut; /* compared, never dereferenced */
+        Py_XSETREF(c->connect_fut_done, fut); /* our reference moves there */
         if (agentdb_future_set_result(st, fut, (PyObject *)c) < 0) {
             PyErr_WriteUnraisable(fut);
         }
-        Py_DECREF(fut);
     }
     return;
 py_error: {
@@ -1581,11 +1693,54 @@ fail:
     PyMem_RawFree(job);
 }
 
-/* The awaiter of `op` is gone (future cancelled or deadline passed).  A
-   statement not sent is dropped.  One on the server is cancelled there only
-   when nothing was sent after it (a cancel request hits whatever runs when it
-   arrives); if its effect does not come within cancel_grace the connection is
-   closed.  Either way its result is discarded. */
+int agentdb_connection_draining(agentdb_Connection *c)
+{
+    int any = 0;
+    for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
+        if (op->st == OPST_FAILED) {
+            continue; /* finished at the head, never on the server */
+        }
+        if (!op_in_flight(op)) {
+            break; /* queued (or described, not sent): nothing of it runs */
+        }
+        if (!op->abandoned) {
+            return 0;
+        }
+        any = 1;
+    }
+    return any;
+}
+
+/* Every statement in flight is abandoned: cancel the one the server runs (the head),
+   and again as the head advances, one cancel at a time.  A cancel request hits
+   whatever the server runs when it arrives; nothing but abandoned statements can be
+   running then, since the connection sends nothing new meanwhile (conn_kick) nor
+   until the last cancel has been delivered (cancel_pending).  A cancelled statement
+   that does not end within cancel_grace closes the connection (conn_on_timer). */
+static void conn_cancel_abandoned(agentdb_Connection *c)
+{
+    agentdb_state *st = conn_state(c);
+    agentdb_Op *op = c->head;
+    if (c->state != CONN_READY || op == NULL || !op_in_flight(op) || op->cancel_sent ||
+        c->cancel_pending > 0 || !agentdb_connection_draining(c)) {
+        return;
+    }
+    op->cancel_sent = 1;
+    conn_request_cancel(c);
+    agentdb_timer_cancel(st, &op->timer);
+    PyObject *id = PyLong_FromUnsignedLongLong(op->id);
+    if (id != NULL) {
+        op->timer = agentdb_call_later(st, c->loop, c->cancel_grace, c->cb_timer, id);
+        Py_DECREF(id);
+    }
+    if (op->timer == NULL) {
+        PyErr_Clear();
+    }
+}
+
+/* The awaiter of `op` is gone (future cancelled or deadline passed): its result
+   is discarded.  A statement not sent is dropped; one the server has is cancelled
+   there once every statement in flight is abandoned (conn_cancel_abandoned). */
 static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
 {
     agentdb_state *st = conn_state(c);
@@ -1606,6 +1761,7 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
                 c->tail = prev;
             }
             c->nops--;
+            conn_uncount(c, op);
             op_free(st, op);
         }
         conn_process(c);
@@ -1615,18 +1771,7 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
         conn_process(c); /* READY2 or FAILED at the head: finished there */
         return;
     }
-    if (op == c->head && !op->cancel_sent && (op->next == NULL || !op_in_flight(op->next))) {
-        op->cancel_sent = 1;
-        conn_request_cancel(c);
-        PyObject *id = PyLong_FromUnsignedLongLong(op->id);
-        if (id != NULL) {
-            op->timer = agentdb_call_later(st, c->loop, c->cancel_grace, c->cb_timer, id);
-            Py_DECREF(id);
-        }
-        if (op->timer == NULL) {
-            PyErr_Clear();
-        }
-    }
+    conn_cancel_abandoned(c);
 }
 
 static int fd_readable(int fd)
@@ -1726,6 +1871,14 @@ static void conn_on_timer(PyObject *self, PyObject *arg)
             }
             Py_XDECREF(exc);
         }
+        else if (op->done != NULL && op->error == NULL) {
+            /* An internal statement (a reset, a ping) that did not finish in time
+               failed, whatever its late answer says. */
+            op->error = timeout_error(op->timeout);
+            if (op->error == NULL) {
+                PyErr_Clear();
+            }
+        }
         conn_abandon(c, op);
         return;
     }
@@ -1762,6 +1915,26 @@ static int conn_check_ready(agentdb_Connection *c)
     return 0;
 }
 
+/* Expected durations of statements no pool estimated (seconds): the core's own
+   (resets, pings, DEALLOCATE) take about a round trip; a user's statement on a
+   connection of its own is never weighed, any value serves. */
+#define INTERNAL_STATEMENT_SECONDS 0.0005
+#define UNWEIGHED_STATEMENT_SECONDS 0.001
+
+double agentdb_connection_expected_wait(agentdb_Connection *c, double now)
+{
+    agentdb_Op *op = c->head;
+    double wait = c->est_sum;
+    if (op != NULL && op->started_at > 0) {
+        /* The head runs: what remains of it.  Past twice its usual time it is held up
+           by something (a lock, a bad plan): expect it to run as long again. */
+        double ran = now - op->started_at;
+        double left = ran > 2 * op->est + 0.001 ? ran : op->est - ran;
+        wait += (left > 0 ? left : 0) - op->est;
+    }
+    return wait > 0 ? wait : 0;
+}
+
 /* Append op (taking ownership) and start it if the connection is free. */
 static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
 {
@@ -1791,7 +1964,12 @@ static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
     }
     c->tail = op;
     c->nops++;
+    if (op->est <= 0) {
+        op->est = op->fut == NULL ? INTERNAL_STATEMENT_SECONDS : UNWEIGHED_STATEMENT_SECONDS;
+    }
+    c->est_sum += op->est;
     c->last_used = agentdb_monotonic();
+    Py_CLEAR(c->connect_fut_done); /* in use: whoever connected it has it */
     if (c->watchdog == NULL && c->cb_watchdog != NULL) {
         c->reads_seen = c->reads;
         c->watchdog = agentdb_call_later(st, c->loop, 1.0, c->cb_watchdog, Py_None);
@@ -1816,7 +1994,7 @@ static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
 }
 
 int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double timeout,
-                                agentdb_op_done_fn done, void *done_arg)
+                                agentdb_op_done_fn done, unsigned sqlflags)
 {
     if (conn_check_ready(c) < 0) {
         return -1;
@@ -1831,7 +2009,7 @@ int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double t
         return -1;
     }
     op->done = done;
-    op->done_arg = done_arg;
+    op->sqlflags = sqlflags;
     return conn_enqueue(c, op, timeout);
 }
 
@@ -1855,16 +2033,51 @@ static int is_single_statement(PyObject *sql)
     return !(strncasecmp(s, "COPY", 4) == 0);
 }
 
+int agentdb_sql_refuse(agentdb_state *st, unsigned flags)
+{
+    if (flags & AGENTDB_SQL_ENCODING) {
+        PyErr_SetString(st->InterfaceError,
+                        "agentdb talks UTF-8 with the server: client_encoding cannot be "
+                        "changed (SET client_encoding / SET NAMES); the server converts text "
+                        "to and from the database's encoding");
+        return -1;
+    }
+    return 0;
+}
+
+/* The AGENTDB_SQL_* flags of a user's statement; a statement that would change the
+   client encoding is refused (-1, error set). */
+static int sql_flags(agentdb_state *st, PyObject *sql, PyObject *profile, unsigned *flags)
+{
+    if (profile != NULL) {
+        *flags = ((agentdb_StmtProfile *)profile)->flags;
+    }
+    else {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(sql, &n);
+        if (s == NULL) {
+            return -1;
+        }
+        *flags = agentdb_sql_classify(s, n);
+    }
+    return agentdb_sql_refuse(st, *flags);
+}
+
 int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode,
-                              PyObject *sql, PyObject *args, int column, double timeout)
+                              PyObject *sql, PyObject *args, int column, double timeout,
+                              PyObject *profile, double est)
 {
     agentdb_state *st = conn_state(c);
+    unsigned flags;
     if (conn_check_ready(c) < 0) {
         return -1;
     }
     if (!PyUnicode_Check(sql)) {
         PyErr_Format(PyExc_TypeError, "the query must be a str, not %.100s",
                      Py_TYPE(sql)->tp_name);
+        return -1;
+    }
+    if (sql_flags(st, sql, profile, &flags) < 0) {
         return -1;
     }
     if (kind == OPK_SIMPLE && (args == NULL || PyTuple_GET_SIZE(args) == 0) &&
@@ -1879,6 +2092,10 @@ int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, in
         return -1;
     }
     op->column = column;
+    op->sqlflags = flags;
+    op->profile = Py_XNewRef(profile);
+    op->est = est;
+    c->session_flags |= flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE);
     op->fut = Py_NewRef(fut);
     if (PyObject_SetAttr(fut, st->str_owner, (PyObject *)c) < 0) {
         op_free(st, op);
@@ -1986,7 +2203,7 @@ static PyObject *conn_query(agentdb_Connection *c, int kind, int mode, PyObject 
     if (fut == NULL) {
         goto error;
     }
-    if (agentdb_connection_submit(c, fut, kind, mode, sql, rest, column, timeout) < 0) {
+    if (agentdb_connection_submit(c, fut, kind, mode, sql, rest, column, timeout, NULL, 0) < 0) {
         goto error;
     }
     Py_DECREF(rest);
@@ -2071,7 +2288,7 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
         return NULL;
     }
     if (agentdb_connection_submit(c, fut, OPK_QUERY, AGENTDB_MODE_RAW, args[0], args[1], 0,
-                                  timeout) < 0) {
+                                  timeout, NULL, 0) < 0) {
         Py_DECREF(fut);
         return NULL;
     }
@@ -2205,6 +2422,7 @@ static PyObject *Connection__copy_send(PyObject *self, PyObject *const *args, Py
             c->tail = prev;
         }
         c->nops--;
+        conn_uncount(c, op);
         op_free(st, op);
     }
     else {
@@ -2253,7 +2471,7 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
         return NULL;
     }
     int rc = agentdb_connection_submit(c, fut, OPK_MANY, AGENTDB_MODE_NONE, args[0], rows, 0,
-                                       timeout);
+                                       timeout, NULL, 0);
     Py_DECREF(rows);
     if (rc < 0) {
         Py_DECREF(fut);
@@ -2447,18 +2665,11 @@ static PyObject *Connection_is_closed(PyObject *self, PyObject *Py_UNUSED(ignore
                            (c->pg != NULL && PQstatus(c->pg) == CONNECTION_BAD));
 }
 
+/* Whether a transaction is open once the statements issued so far have run: a task
+   that issued BEGIN is in a transaction from then on, also while BEGIN is in flight. */
 static PyObject *Connection_is_in_transaction(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    agentdb_Connection *c = (agentdb_Connection *)self;
-    if (c->pg == NULL || c->state != CONN_READY) {
-        Py_RETURN_FALSE;
-    }
-    /* With statements in flight libpq says ACTIVE; the answer then is the
-       state after the last statement that completed. */
-    PGTransactionStatusType t = PQtransactionStatus(c->pg);
-    if (t == PQTRANS_ACTIVE) {
-        t = (PGTransactionStatusType)c->txn_status;
-    }
+    int t = agentdb_connection_txn_expected((agentdb_Connection *)self);
     return PyBool_FromLong(t == PQTRANS_INTRANS || t == PQTRANS_INERROR);
 }
 
@@ -2528,7 +2739,7 @@ static PyObject *Connection_clear_statement_cache(PyObject *self, PyObject *Py_U
     }
     PyDict_Clear(c->stmts);
     if (c->state == CONN_READY &&
-        agentdb_connection_internal(c, "DEALLOCATE ALL", 0, NULL, NULL) < 0) {
+        agentdb_connection_internal(c, "DEALLOCATE ALL", 0, NULL, 0) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -2555,10 +2766,13 @@ static PyObject *Connection__notice_handlers(PyObject *self, PyObject *Py_UNUSED
     return Py_NewRef(c->notice_handlers);
 }
 
-/* Forget listeners and notice handlers (a pooled connection is released):
-   1 when LISTEN channels were active and an UNLISTEN * was queued. */
-int agentdb_connection_reset_listeners(agentdb_Connection *c)
+void agentdb_connection_forget_user(agentdb_Connection *c, int unlisten)
 {
+    c->lease++;
+    if (c->transactions != NULL && PyList_GET_SIZE(c->transactions) > 0 &&
+        PyList_SetSlice(c->transactions, 0, PyList_GET_SIZE(c->transactions), NULL) < 0) {
+        PyErr_Clear();
+    }
     int had = c->listeners != NULL && PyDict_GET_SIZE(c->listeners) > 0;
     if (c->listeners != NULL) {
         PyDict_Clear(c->listeners);
@@ -2569,16 +2783,120 @@ int agentdb_connection_reset_listeners(agentdb_Connection *c)
             PyErr_Clear();
         }
     }
-    if (had && c->state == CONN_READY) {
-        if (agentdb_connection_internal(c, "UNLISTEN *", 0, NULL, NULL) < 0) {
+    /* Notifications for callbacks just forgotten would only be read and dropped. */
+    if (had && unlisten && c->state == CONN_READY &&
+        agentdb_connection_internal(c, "UNLISTEN *", 0, NULL, 0) < 0) {
+        PyErr_Clear();
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The session reset */
+
+/* What DISCARD ALL does but DEALLOCATE ALL and DISCARD PLANS (the statement cache
+   stays): each its own statement, all under one sync, so the reset is one segment
+   of the pipeline, ahead of its next user's statements.  RESET ROLE and RESET
+   SESSION AUTHORIZATION are not part of RESET ALL. */
+#define SESSION_RESET_STATEMENTS                                                      \
+    "CLOSE ALL", "UNLISTEN *", "SELECT pg_advisory_unlock_all()", "RESET ROLE",       \
+        "RESET SESSION AUTHORIZATION", "RESET ALL", "DISCARD SEQUENCES", "DISCARD TEMP"
+static const char *const SESSION_RESET[] = {SESSION_RESET_STATEMENTS};
+/* The same when the user prepared statements of their own (PREPARE): ours go too. */
+static const char *const SESSION_RESET_PREPARED[] = {SESSION_RESET_STATEMENTS,
+                                                     "DEALLOCATE ALL"};
+
+/* Completion of a reset statement queued by the pool: a session that could not be
+   reset must never reach another user. */
+static void reset_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result)
+{
+    if (c->state != CONN_READY) {
+        return;
+    }
+    if (result == NULL) {
+        PyObject *msg = PyUnicode_FromFormat(
+            "the session could not be reset for its next user (%s: %S); the connection "
+            "was closed (statements sent after the reset may have run)",
+            op->error ? Py_TYPE(op->error)->tp_name : "error",
+            op->error ? op->error : Py_None);
+        PyObject *exc = msg ? agentdb_error_new(conn_state(c)->ConnectionLostError,
+                                                PyUnicode_AsUTF8(msg), "08006")
+                            : NULL;
+        if (exc == NULL) {
             PyErr_Clear();
-            return 0;
         }
-        return 1;
+        agentdb_connection_close_now(c, exc);
+        Py_XDECREF(exc);
+        Py_XDECREF(msg);
+    }
+}
+
+/* Queue the session reset statements (one op); `fut` (may be NULL) completes after
+   them, `done` (may be NULL) is called. 0 => queued, -1 => error set. */
+static int queue_session_reset(agentdb_Connection *c, double timeout, agentdb_op_done_fn done,
+                               PyObject *fut)
+{
+    int prepared = (c->session_flags & AGENTDB_SQL_PREPARE) != 0;
+    if (conn_check_ready(c) < 0) {
+        return -1;
+    }
+    PyObject *text = PyUnicode_FromString("-- agentdb: session reset");
+    if (text == NULL) {
+        return -1;
+    }
+    agentdb_Op *op = op_new(c, OPK_BATCH, AGENTDB_MODE_NONE, text, NULL);
+    Py_DECREF(text);
+    if (op == NULL) {
+        return -1;
+    }
+    op->batch = prepared ? SESSION_RESET_PREPARED : SESSION_RESET;
+    op->nbatch = prepared ? (int)(sizeof(SESSION_RESET_PREPARED) / sizeof(char *))
+                          : (int)(sizeof(SESSION_RESET) / sizeof(char *));
+    op->sqlflags = prepared ? AGENTDB_SQL_PREPARE : 0; /* empties the cache when sent */
+    op->done = done;
+    op->fut = Py_XNewRef(fut);
+    c->session_flags = 0;
+    return conn_enqueue(c, op, timeout);
+}
+
+int agentdb_connection_queue_reset(agentdb_Connection *c, int rollback, int session,
+                                   double timeout)
+{
+    if (rollback &&
+        agentdb_connection_internal(c, "ROLLBACK", timeout, reset_done, AGENTDB_SQL_END) < 0) {
+        return -1;
+    }
+    if (session && queue_session_reset(c, timeout, reset_done, NULL) < 0) {
+        return -1;
     }
     return 0;
 }
 
+/* _reset_session(timeout=None) -> Future[None]: the session reset statements, queued
+   now (Connection.reset() rolls back first). */
+static PyObject *Connection__reset_session(PyObject *self, PyObject *const *args,
+                                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = conn_state(c);
+    double timeout = 0;
+    if (nargs != 0) {
+        PyErr_SetString(PyExc_TypeError, "_reset_session(*, timeout=None)");
+        return NULL;
+    }
+    if (parse_timeout_kw(args, nargs, kwnames, &timeout) < 0 || conn_check_ready(c) < 0 ||
+        conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, (PyObject *)c);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (queue_session_reset(c, timeout, NULL, fut) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
 
 /* _debug_state() -> dict: the pipeline's state, for tests and post-mortems. */
 static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig))
@@ -2663,9 +2981,11 @@ static PyObject *Connection__future_cancelled(PyObject *self, PyObject *fut)
 static PyObject *Connection__future_abandoned(PyObject *self, PyObject *fut)
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
-    if ((void *)fut == c->connect_fut_seen && c->pool == NULL) {
+    if (fut == c->connect_fut_done && c->pool == NULL) {
         /* A connect that completed for a task cancelled at the same moment:
-           nobody but us will ever close it. */
+           nobody but us will ever close it.  (Held, not just remembered by
+           address: a freed future's address may be a later query's.) */
+        Py_CLEAR(c->connect_fut_done);
         agentdb_connection_close_now(c, NULL);
     }
     Py_RETURN_NONE;
@@ -2710,6 +3030,8 @@ static PyMethodDef Connection_methods[] = {
     {"_statement_count", Connection__statement_count, METH_NOARGS, NULL},
     {"_debug_state", Connection__debug_state, METH_NOARGS, NULL},
     {"_listeners", Connection__listeners, METH_NOARGS, NULL},
+    {"_reset_session", (PyCFunction)(void (*)(void))Connection__reset_session,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_notice_handlers", Connection__notice_handlers, METH_NOARGS, NULL},
     {"clear_statement_cache", Connection_clear_statement_cache, METH_NOARGS,
      "Forget every cached prepared statement (after DDL inside a transaction)."},
@@ -2739,7 +3061,8 @@ static PyObject *Connection_new(PyTypeObject *type, PyObject *args, PyObject *kw
     c->stmt_cache_size = 100;
     c->cancel_grace = 5.0;
     c->stmts = PyDict_New();
-    if (c->stmts == NULL) {
+    c->transactions = PyList_New(0);
+    if (c->stmts == NULL || c->transactions == NULL) {
         Py_DECREF(c);
         return NULL;
     }
@@ -2752,6 +3075,8 @@ static int Connection_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(c->loop);
     Py_VISIT(c->connect_fut);
+    Py_VISIT(c->connect_fut_done);
+    Py_VISIT(c->transactions);
     Py_VISIT(c->stmts);
     Py_VISIT(c->pool);
     Py_VISIT(c->listeners);
@@ -2773,6 +3098,8 @@ static int Connection_clear(PyObject *self)
     Py_CLEAR(c->pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
+    Py_CLEAR(c->transactions);
+    Py_CLEAR(c->connect_fut_done);
     return 0;
 }
 
@@ -2824,9 +3151,10 @@ static void Connection_dealloc(PyObject *self)
     Py_CLEAR(c->loop);
     Py_CLEAR(c->stmts);
     Py_CLEAR(c->pool);
-    Py_CLEAR(c->pool_timer);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
+    Py_CLEAR(c->transactions);
+    Py_CLEAR(c->connect_fut_done);
     PyMem_Free(c->secret);
     tp->tp_free(self);
     Py_DECREF(tp);
@@ -2846,6 +3174,10 @@ static PyObject *Connection_repr(PyObject *self)
 
 static PyMemberDef Connection_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(agentdb_Connection, weakreflist), READONLY},
+    {"_transactions", T_OBJECT_EX, offsetof(agentdb_Connection, transactions), READONLY,
+     "The stack of open Transaction objects (emptied when a pool takes it back)."},
+    {"_lease", T_ULONGLONG, offsetof(agentdb_Connection, lease), READONLY,
+     "How many times a pool took it back: a Transaction notes it when it starts."},
     {NULL, 0, 0, 0, NULL},
 };
 

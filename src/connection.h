@@ -4,6 +4,7 @@
 
 #include "agentdb.h"
 #include "codecs.h"
+#include "sqlclass.h"
 
 typedef struct agentdb_Connection agentdb_Connection;
 typedef struct agentdb_Op agentdb_Op;
@@ -24,8 +25,9 @@ enum {
 
 /* OPK_PLAIN: one statement without arguments or preparation (transaction
    control, DDL, internal statements); OPK_SIMPLE: the simple protocol, for
-   several statements in one string. */
-enum { OPK_QUERY, OPK_SIMPLE, OPK_MANY, OPK_PLAIN };
+   several statements in one string; OPK_BATCH: internal statements without
+   arguments (op->batch), all under one sync (the session reset). */
+enum { OPK_QUERY, OPK_SIMPLE, OPK_MANY, OPK_PLAIN, OPK_BATCH };
 /* Where an op is in the pipeline. */
 enum {
     OPST_QUEUED, /* nothing sent */
@@ -63,6 +65,12 @@ struct agentdb_Op {
     int cancel_sent;
     int retried;   /* re-prepared once after a stale cached statement */
     int chunk_tried; /* chunked rows mode was asked for its Execute (libpq 17+) */
+    unsigned sqlflags; /* AGENTDB_SQL_* of its text (sqlclass.h); internal ops: as queued */
+    double started_at; /* when the server began it (sent, and everything before it done) */
+    double est;        /* its expected duration when queued, seconds (in c->est_sum) */
+    PyObject *profile; /* the pool's agentdb_StmtProfile of its SQL (shortcuts), or NULL */
+    const char *const *batch; /* OPK_BATCH: its statements (static strings) */
+    int nbatch;
     PyObject *fut;    /* AgentFuture, or NULL for internal statements */
     PyObject *sql;    /* str */
     PyObject *args;   /* tuple of arguments (OPK_MANY: list of tuples) */
@@ -79,7 +87,6 @@ struct agentdb_Op {
     int held; /* a COPY whose statement and payload are not known yet (_copy_hold):
                  it keeps its place in the FIFO and nothing after it is sent */
     agentdb_op_done_fn done;
-    void *done_arg;
 };
 
 struct agentdb_Connection {
@@ -106,10 +113,13 @@ struct agentdb_Connection {
     unsigned long reads, reads_seen, stalls;
     agentdb_Op *head, *tail;
     Py_ssize_t nops;
+    double est_sum; /* the sum of op->est over the FIFO */
     unsigned long long next_op_id;
     PyObject *connect_fut;
     PyObject *connect_timer;
-    void *connect_fut_seen; /* the completed connect future, by identity only */
+    /* The connect future once completed, held until the first statement: a task
+       cancelled as the connect completed hands it back (_future_abandoned). */
+    PyObject *connect_fut_done;
     char *secret;     /* password, scrubbed from every message */
     PyObject *stmts;  /* dict: sql -> statement capsule, in LRU order */
     Py_ssize_t stmt_cache_size;
@@ -118,15 +128,23 @@ struct agentdb_Connection {
     double command_timeout; /* <= 0: none */
     double cancel_grace;    /* seconds a cancelled statement may take before we give up */
     int json_text;          /* json/jsonb come back as str (connect(decode_json=False)) */
+    int utf8_id;            /* libpq's number for the UTF8 encoding */
+    /* AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE of the statements queued since the
+       session was last reset: whether the next user needs a reset. */
+    unsigned session_flags;
+    unsigned long long lease; /* bumped each time its pool takes it back */
+    PyObject *transactions;   /* list: the stack of open Transaction objects */
     PGcancel *cancel;
     int cancel_pending;    /* cancel requests not yet delivered: hold the next statement */
     PyObject *cancel_timer; /* bounds them */
     /* pool link (pool.c) */
     PyObject *pool;
     int pool_state;
-    int pool_closing; /* the pool itself is closing it */
+    int pool_closing;  /* the pool itself is closing it */
+    int pool_solo;     /* shared state, but running a session-changing shortcut alone */
+    int pool_reserved; /* shared, draining for a waiter: no new shortcuts */
     double created_at, last_used;
-    PyObject *pool_timer;
+    int pool_user_reset; /* the pool's user reset (create_pool(reset=callable)) state */
     PyObject *listeners;       /* dict: channel -> list of callbacks (LISTEN/NOTIFY) */
     PyObject *notice_handlers; /* list of callbacks for NOTICE/WARNING messages */
     PyObject *weakreflist;
@@ -156,16 +174,51 @@ void agentdb_iohandle_detach(PyObject *handle);
 /* Connection API used by pool.c. */
 int agentdb_connection_check(agentdb_state *st, PyObject *obj);
 int agentdb_connection_alive(agentdb_Connection *c);
-/* Queue an internal statement (simple protocol) whose completion calls done. */
+/* Queue an internal statement (no arguments, no preparation) whose completion calls
+   `done` (may be NULL); `sqlflags`: its AGENTDB_SQL_* (AGENTDB_SQL_END for ROLLBACK). */
 int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double timeout,
-                                agentdb_op_done_fn done, void *done_arg);
-/* Queue a statement for a future that already exists (pool shortcuts). */
+                                agentdb_op_done_fn done, unsigned sqlflags);
+/* Queue a statement for a future that already exists (pool shortcuts).  `profile`
+   (an agentdb_StmtProfile or NULL) gives its flags and learns its duration; `est`
+   is its expected duration in seconds (<= 0: nobody weighs it). */
 int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode,
-                              PyObject *sql, PyObject *args, int column, double timeout);
+                              PyObject *sql, PyObject *args, int column, double timeout,
+                              PyObject *profile, double est);
+/* -1 with an error set for a statement the core refuses (one that changes the
+   client encoding), else 0. */
+int agentdb_sql_refuse(agentdb_state *st, unsigned flags);
 /* Close now: fail pending statements with `exc` (or InterfaceError), PQfinish. */
 void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc);
 int agentdb_connection_txn_idle(agentdb_Connection *c);
-int agentdb_connection_reset_listeners(agentdb_Connection *c);
+/* The transaction status the connection will have once every statement queued so
+   far has run: PQTRANS_IDLE, PQTRANS_INTRANS or PQTRANS_INERROR (a guess from the
+   statements' text while some are in flight; exact when none is). */
+int agentdb_connection_txn_expected(agentdb_Connection *c);
+/* Forget what its last user left on the Python side: the transaction stack,
+   listeners and notice handlers (UNLISTEN * queued when channels were listened
+   to and `unlisten`); the lease is bumped. */
+void agentdb_connection_forget_user(agentdb_Connection *c, int unlisten);
+/* Queue what puts the session back as it was after connect, pipelined ahead of
+   whatever is queued next: ROLLBACK when `rollback`, then the session reset
+   statements (what DISCARD ALL does, the statement cache kept) when `session`.
+   A failure closes the connection: nobody may use a session that could not be
+   reset.  0 => queued, -1 => error set. */
+int agentdb_connection_queue_reset(agentdb_Connection *c, int rollback, int session,
+                                   double timeout);
+/* 1 when every statement the server is running or has been sent is abandoned:
+   it takes no new statements until they are gone. */
+int agentdb_connection_draining(agentdb_Connection *c);
+/* The expected time, in seconds, before a statement queued now would start:
+   from the durations the pool has seen for the statements ahead of it. */
+double agentdb_connection_expected_wait(agentdb_Connection *c, double now);
+
+/* What the pool knows of one SQL text run through its shortcuts. */
+typedef struct {
+    PyObject_HEAD
+    unsigned flags;     /* agentdb_sql_classify() of the text */
+    unsigned long runs; /* completed runs measured */
+    double mean;        /* their moving average duration, seconds (0 before the first) */
+} agentdb_StmtProfile;
 
 /* Pool API used by connection.c (pool.c). */
 /* The connection's FIFO drained (it has no statement left). */
@@ -175,6 +228,8 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c);
 /* A statement's awaiter gave up (timeout, cancellation); `on_server` when
    it had reached the server (then it is cancelled there or left to finish). */
 void agentdb_pool_count_abandoned(PyObject *pool, int on_server);
+/* A shortcut's statement took `seconds` on the server. */
+void agentdb_pool_measured(PyObject *pool, double seconds);
 /* The connection object is being destroyed while checked out. */
 void agentdb_pool_conn_lost_by_gc(PyObject *pool, agentdb_Connection *c);
 

@@ -4,6 +4,7 @@
 #include "copy_binary.h"
 #include "copy_text.h"
 #include "connection.h"
+#include "sqlclass.h"
 
 static struct PyModuleDef agentdb_module;
 
@@ -65,6 +66,10 @@ static PyMethodDef module_methods[] = {
      "_decode(oid, data, binary): decode one value (tests and fuzzing)."},
     {"_encode", (PyCFunction)(void (*)(void))agentdb_codecs_encode_py, METH_FASTCALL,
      "_encode(oid, value): encode one parameter -> (data, format) (tests)."},
+    {"_classify_sql", agentdb_sql_classify_py, METH_O,
+     "_classify_sql(sql): what a statement does to its session, as the pool reads it "
+     "(flags: 1 session, 2 begins a transaction, 4 ends it, 8 prepared statements, "
+     "16 client encoding; tests)."},
     {"_copy_text", agentdb_copy_text_py, METH_O,
      "_copy_text(records): the COPY FROM STDIN payload, text format, for rows of values."},
     {"_copy_binary", (PyCFunction)(void (*)(void))agentdb_copy_binary_py, METH_FASTCALL,
@@ -147,6 +152,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->RecordDescType);
     Py_VISIT(st->RecordIterType);
     Py_VISIT(st->IOHandleType);
+    Py_VISIT(st->StmtProfileType);
     Py_VISIT(st->Error);
     Py_VISIT(st->Warning);
     Py_VISIT(st->InterfaceError);
@@ -183,6 +189,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->RecordDescType);
     Py_CLEAR(st->RecordIterType);
     Py_CLEAR(st->IOHandleType);
+    Py_CLEAR(st->StmtProfileType);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->Warning);
     Py_CLEAR(st->InterfaceError);

@@ -1,7 +1,26 @@
-/* pool.c: Pool, idle connections, size/overflow accounting and FIFO waiters. */
+/* pool.c: Pool, idle connections, size/overflow accounting and FIFO waiters, the
+   shortcuts' scheduling and the reset of a session between users. */
 #include "connection.h"
 #include "errors.h"
 #include "structmember.h"
+
+#include <math.h>
+
+/* How the session is reset when a connection comes back (create_pool(reset=)). */
+enum {
+    RESET_SESSION,     /* default: rollback, and the session reset when it was changed */
+    RESET_TRANSACTION, /* rollback only: session state stays (SQLAlchemy's semantics) */
+    RESET_CALLABLE,    /* rollback, then the user's coroutine function */
+};
+
+/* A released connection's user-supplied reset (RESET_CALLABLE). */
+enum { USER_RESET_NONE, USER_RESET_RUNNING, USER_RESET_DONE };
+
+/* Statement texts the pool keeps timings for; beyond, the oldest is forgotten. */
+#define PROFILES_MAX 1024
+/* A shortcut expected to wait longer than this on the best shared connection gets a
+   new connection instead, when the pool may grow (seconds). */
+#define GROW_AFTER 0.010
 
 /* A task waiting for a connection: for itself (acquire) or for one statement
    (a pool shortcut such as pool.fetchval). */
@@ -12,8 +31,10 @@ typedef struct agentdb_Waiter {
     PyObject *timer; /* pool_timeout */
     double since;
     int shortcut;
+    int solo; /* a shortcut that changes the session: a connection of its own */
     int mode, column;
     PyObject *sql, *args;
+    PyObject *profile; /* the shortcut's agentdb_StmtProfile */
     double timeout; /* the statement's own timeout (shortcuts) */
 } agentdb_Waiter;
 
@@ -25,6 +46,14 @@ typedef struct {
     Py_ssize_t pool_size, max_overflow;
     double pool_timeout, recycle, max_idle, ping_after, reset_timeout;
     int pre_ping;
+    int reset_mode;        /* RESET_* */
+    PyObject *reset_cb;    /* RESET_CALLABLE: (conn) -> awaitable of bool (True: reusable) */
+    PyObject *user_resets; /* dict: reset task -> connection */
+    PyObject *cb_reset_done;
+    PyObject *profiles;    /* dict: SQL text -> agentdb_StmtProfile (shortcuts) */
+    /* The typical shortcut's duration: a moving average of the logarithm of every
+       measured duration (a geometric mean: rare slow statements barely move it). */
+    double log_typical, typical;
     PyObject *idle;      /* list, used as a stack: the most recently used last */
     PyObject *shared;    /* list of connections running shortcut statements */
     PyObject *resetting; /* list of released connections being drained, rolled back or pinged */
@@ -44,7 +73,8 @@ typedef struct {
     /* statistics */
     unsigned long long n_acquired, n_timeouts, n_opened, n_closed, n_lost, n_recycled,
         n_expired, n_pings, n_failed_pings, n_connect_errors, n_rollbacks, n_leaked,
-        n_cancelled_waits, n_shortcuts, n_abandoned, n_abandoned_on_server;
+        n_cancelled_waits, n_shortcuts, n_abandoned, n_abandoned_on_server, n_resets,
+        n_isolated, n_grown_for_wait;
     double wait_total, wait_max;
     unsigned long long wait_hist[8]; /* <1ms, <10ms, <100ms, <1s, <10s, <30s, <60s, more */
     PyObject *weakreflist;
@@ -103,6 +133,7 @@ static void waiter_free(agentdb_state *st, agentdb_Waiter *w)
     Py_XDECREF(w->fut);
     Py_XDECREF(w->sql);
     Py_XDECREF(w->args);
+    Py_XDECREF(w->profile);
     PyMem_Free(w);
 }
 
@@ -153,6 +184,8 @@ static int match_id(agentdb_Waiter *w, void *arg)
 
 static void pool_serve(agentdb_Pool *p);
 static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c);
+static double pool_estimate(agentdb_Pool *p, agentdb_StmtProfile *pr);
+static void pool_reserve(agentdb_Pool *p);
 
 /* Close a connection the pool holds (it reports back through
    agentdb_pool_conn_closed). */
@@ -410,7 +443,7 @@ static agentdb_Connection *pool_pop_idle(agentdb_Pool *p)
             }
             p->pinging++;
             p->n_pings++;
-            if (agentdb_connection_internal(c, "", p->reset_timeout, ping_done, NULL) < 0) {
+            if (agentdb_connection_internal(c, "", p->reset_timeout, ping_done, 0) < 0) {
                 PyErr_Clear();
                 p->pinging--;
                 pool_close_conn(c);
@@ -457,12 +490,15 @@ static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_W
             return -1;
         }
         c->pool_state = POOLST_SHARED;
+        c->pool_solo = w->solo;
         int kind = w->args != NULL && PyTuple_GET_SIZE(w->args) == 0 &&
                            w->mode == AGENTDB_MODE_STATUS
                        ? OPK_SIMPLE
                        : OPK_QUERY;
         if (agentdb_connection_submit(c, w->fut, kind, w->mode, w->sql, w->args, w->column,
-                                      w->timeout) < 0) {
+                                      w->timeout, w->profile,
+                                      pool_estimate(p, (agentdb_StmtProfile *)w->profile)) <
+            0) {
             PyObject *exc = PyErr_GetRaisedException();
             set_waiter_error(st, w, exc);
             Py_XDECREF(exc);
@@ -487,6 +523,7 @@ static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_W
 static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c)
 {
     agentdb_state *st = pool_state(p);
+    c->pool_solo = c->pool_reserved = 0;
     if (p->closing || !agentdb_connection_alive(c) || pool_expired(p, c, agentdb_monotonic())) {
         c->pool_state = POOLST_RESETTING;
         if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
@@ -544,64 +581,165 @@ static void pool_serve(agentdb_Pool *p)
 /* ------------------------------------------------------------------------ */
 /* Hooks called by connection.c */
 
-static void rollback_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result)
+static void pool_run_user_reset(agentdb_Pool *p, agentdb_Connection *c);
+
+/* A connection back from its user (`released`: an acquire, or a shortcut that ran
+   alone) or from shortcuts, with nothing of theirs left in flight and in no list:
+   queue what resets its session, then hand it out again at once.  The reset travels
+   ahead of the next user's statements on the same pipeline: it costs them no round
+   trip of their own, and a session that ran only ordinary statements, outside a
+   transaction, needs none. */
+static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int released)
 {
-    (void)op;
-    (void)result;
-    /* Either way the drain hook decides: a failed rollback leaves the
-       transaction open (or the connection dead), and then it is closed. */
-    (void)c;
+    if (!agentdb_connection_alive(c)) {
+        c->pool_state = POOLST_RESETTING; /* counted nowhere while it closes */
+        if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        pool_close_conn(c);
+        return;
+    }
+    /* Nothing in flight: libpq's status is exact. */
+    int rollback = !agentdb_connection_txn_idle(c);
+    int dirty = (c->session_flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE)) != 0;
+    int session = p->reset_mode == RESET_SESSION && dirty;
+    if ((rollback || session) &&
+        agentdb_connection_queue_reset(c, rollback, session, p->reset_timeout) < 0) {
+        PyErr_Clear();
+        c->pool_state = POOLST_RESETTING;
+        if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        pool_close_conn(c);
+        return;
+    }
+    p->n_rollbacks += rollback;
+    p->n_resets += session;
+    if (p->reset_mode == RESET_CALLABLE && (released || dirty)) {
+        pool_run_user_reset(p, c);
+        return;
+    }
+    c->pool_state = POOLST_OPENING;
+    pool_make_available(p, c);
 }
 
 /* A connection the pool tracks has no statement left. */
 void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c)
 {
     agentdb_Pool *p = (agentdb_Pool *)pool;
-    if (c->pool_state != POOLST_SHARED && c->pool_state != POOLST_RESETTING) {
-        return;
+    int released;
+    if (c->pool_state == POOLST_SHARED) {
+        released = c->pool_solo;
+        if (list_remove(p->shared, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
     }
-    if (c->pool_state == POOLST_RESETTING && PyList_GET_SIZE(p->resetting) > 0 &&
-        p->pinging > 0 && c->nops > 0) {
-        return;
-    }
-    if (!agentdb_connection_alive(c)) {
-        pool_close_conn(c);
-        return;
-    }
-    if (!agentdb_connection_txn_idle(c)) {
-        /* Released inside a transaction (or a failed one): roll back first.
-           If it is still not idle afterwards, it is closed below next time. */
-        if (c->pool_state == POOLST_RESETTING && c->pool_timer == (PyObject *)c) {
-            pool_close_conn(c);
+    else if (c->pool_state == POOLST_RESETTING) {
+        if (c->pool_user_reset == USER_RESET_RUNNING) {
+            return; /* the user's reset coroutine decides */
+        }
+        released = c->pool_user_reset != USER_RESET_DONE;
+        c->pool_user_reset = USER_RESET_NONE;
+        if (list_remove(p->resetting, (PyObject *)c) < 0) {
+            PyErr_Clear();
+        }
+        if (!released) {
+            c->pool_state = POOLST_OPENING; /* reset by its user's coroutine: done */
+            Py_INCREF(c);
+            pool_make_available(p, c);
+            Py_DECREF(c);
             return;
         }
-        p->n_rollbacks++;
-        if (c->pool_state == POOLST_SHARED) {
-            if (list_remove(p->shared, (PyObject *)c) < 0) {
-                PyErr_Clear();
-            }
-            c->pool_state = POOLST_RESETTING;
-            if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
-                PyErr_Clear();
-            }
-        }
-        Py_XSETREF(c->pool_timer, Py_NewRef((PyObject *)c)); /* marks "rolled back once" */
-        if (agentdb_connection_internal(c, "ROLLBACK", p->reset_timeout, rollback_done,
-                                        NULL) < 0) {
-            PyErr_Clear();
-            pool_close_conn(c);
-        }
-        return;
     }
-    Py_CLEAR(c->pool_timer);
+    else {
+        return; /* idle with its reset just done, or in use */
+    }
     Py_INCREF(c);
-    PyObject *list = c->pool_state == POOLST_SHARED ? p->shared : p->resetting;
-    if (list_remove(list, (PyObject *)c) < 0) {
+    pool_recycle(p, c, released);
+    Py_DECREF(c);
+}
+
+/* RESET_CALLABLE: run the user's reset for `c` in a task of the pool's; the
+   connection waits in `resetting` for its outcome (pool_on_user_reset_done). */
+static void pool_run_user_reset(agentdb_Pool *p, agentdb_Connection *c)
+{
+    agentdb_state *st = pool_state(p);
+    PyObject *coro = NULL, *task = NULL, *r = NULL;
+    c->pool_state = POOLST_RESETTING;
+    c->pool_user_reset = USER_RESET_RUNNING;
+    if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
+        goto error;
+    }
+    coro = PyObject_CallOneArg(p->reset_cb, (PyObject *)c);
+    if (coro == NULL) {
+        goto error;
+    }
+    task = PyObject_CallMethodOneArg(p->loop, st->str_create_task, coro);
+    if (task == NULL) {
+        goto error;
+    }
+    r = PyObject_CallMethodOneArg(task, st->str_add_done_callback, p->cb_reset_done);
+    if (r == NULL || PyDict_SetItem(p->user_resets, task, (PyObject *)c) < 0) {
+        goto error;
+    }
+    Py_DECREF(r);
+    Py_DECREF(task);
+    Py_DECREF(coro);
+    return;
+error:
+    PyErr_WriteUnraisable((PyObject *)p);
+    if (coro != NULL && task == NULL) {
+        PyObject *cr = PyObject_CallMethod(coro, "close", NULL);
+        Py_XDECREF(cr);
         PyErr_Clear();
     }
-    c->pool_state = POOLST_OPENING;
-    pool_make_available(p, c);
-    Py_DECREF(c);
+    Py_XDECREF(r);
+    Py_XDECREF(task);
+    Py_XDECREF(coro);
+    c->pool_user_reset = USER_RESET_NONE;
+    pool_close_conn(c);
+}
+
+/* Done callback of a user reset task: True means the session may be used again. */
+static void pool_on_user_reset_done(PyObject *self, PyObject *task)
+{
+    agentdb_Pool *p = (agentdb_Pool *)self;
+    agentdb_state *st = pool_state(p);
+    PyObject *conn = PyDict_GetItemWithError(p->user_resets, task); /* borrowed */
+    if (conn == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    Py_INCREF(conn);
+    if (PyDict_DelItem(p->user_resets, task) < 0) {
+        PyErr_Clear();
+    }
+    agentdb_Connection *c = (agentdb_Connection *)conn;
+    int ok = 0;
+    PyObject *cancelled = PyObject_CallMethodNoArgs(task, st->str_cancelled);
+    if (cancelled != NULL && !PyObject_IsTrue(cancelled)) {
+        PyObject *exc = PyObject_CallMethodNoArgs(task, st->str_exception);
+        if (exc == Py_None) {
+            PyObject *res = PyObject_CallMethodNoArgs(task, st->str_result);
+            ok = res != NULL && PyObject_IsTrue(res) == 1;
+            Py_XDECREF(res);
+        }
+        Py_XDECREF(exc);
+    }
+    Py_XDECREF(cancelled);
+    PyErr_Clear();
+    if (c->pool_state == POOLST_RESETTING && c->pool_user_reset == USER_RESET_RUNNING) {
+        c->pool_user_reset = USER_RESET_DONE;
+        if (!ok || !agentdb_connection_alive(c)) {
+            c->pool_user_reset = USER_RESET_NONE;
+            pool_close_conn(c);
+        }
+        else if (c->nops == 0) {
+            agentdb_pool_conn_drained((PyObject *)p, c);
+        }
+        /* else: what it queued and did not wait for runs first (the drain hook) */
+    }
+    Py_DECREF(conn);
 }
 
 void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
@@ -609,7 +747,7 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
     agentdb_Pool *p = (agentdb_Pool *)pool;
     PyObject *saved = PyErr_GetRaisedException();
     Py_INCREF(c);
-    Py_CLEAR(c->pool_timer);
+    c->pool_user_reset = USER_RESET_NONE;
     switch (c->pool_state) {
     case POOLST_IDLE:
         if (!c->pool_closing) {
@@ -645,6 +783,13 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
         pool_serve(p);
     }
     PyErr_SetRaisedException(saved);
+}
+
+void agentdb_pool_measured(PyObject *pool, double seconds)
+{
+    agentdb_Pool *p = (agentdb_Pool *)pool;
+    p->log_typical += (log(seconds > 1e-6 ? seconds : 1e-6) - p->log_typical) * 0.05;
+    p->typical = exp(p->log_typical);
 }
 
 void agentdb_pool_count_abandoned(PyObject *pool, int on_server)
@@ -832,6 +977,7 @@ static PyObject *pool_acquire_future(agentdb_Pool *p, double timeout)
         return NULL;
     }
     pool_grow(p);
+    pool_reserve(p);
     return fut;
 }
 
@@ -888,16 +1034,17 @@ static int pool_release_conn(agentdb_Pool *p, PyObject *obj)
     if (PyList_Append(p->resetting, obj) < 0) {
         return -1;
     }
-    /* The next user must not get this user's LISTENs or handlers. */
-    agentdb_connection_reset_listeners(c);
+    /* The next user must not get this user's transactions, LISTENs or handlers.  (With
+       the session reset, LISTEN made the session dirty and the reset unlistens.) */
+    agentdb_connection_forget_user(c, p->reset_mode != RESET_SESSION);
     if (!agentdb_connection_alive(c)) {
         pool_close_conn(c);
     }
     else if (c->nops == 0) {
         agentdb_pool_conn_drained((PyObject *)p, c);
     }
-    /* else: statements still run (a cancelled one draining); the drain hook
-       continues, and their own deadlines bound it. */
+    /* else: its statements still run (a cancelled one draining); the drain hook
+       resets and hands it out after them, and their own deadlines bound that. */
     return 0;
 }
 
@@ -953,52 +1100,241 @@ static PyObject *Pool__future_abandoned(PyObject *self, PyObject *fut)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Shortcuts: one statement on a pooled connection, no exclusive checkout. */
+/* Shortcuts: one statement on a pooled connection, no exclusive checkout.
 
-static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
-                               Py_ssize_t nargs, PyObject *kwnames, int allow_column)
+   A shortcut pipelines onto a connection other shortcuts are using, so it must not
+   see anything another caller did there, nor wait behind another caller's slow
+   statement:
+   - a statement that changes the session (SET, BEGIN, LISTEN, CREATE TEMP, session
+     advisory locks, ...: sqlclass.c) runs alone on a connection of its own, whose
+     session is reset before anyone shares it again (pool_recycle);
+   - the others queue on the shared connection whose queue is expected to clear
+     first, by the durations measured for each SQL text (an unmeasured one counts as
+     long), and not at all when even that wait is long and the pool may grow. */
+
+static PyObject *StmtProfile_repr(PyObject *self)
 {
-    agentdb_state *st = pool_state(p);
-    double timeout = 0;
-    int column = 0;
-    PyObject *rest = NULL, *fut = NULL;
-    if (pool_check_open(p, st) < 0) {
+    agentdb_StmtProfile *pr = (agentdb_StmtProfile *)self;
+    PyObject *mean = PyFloat_FromDouble(pr->mean * 1000.0);
+    if (mean == NULL) {
         return NULL;
     }
+    PyObject *r = PyUnicode_FromFormat("<StatementProfile flags=%u runs=%lu mean_ms=%R>",
+                                       pr->flags, pr->runs, mean);
+    Py_DECREF(mean);
+    return r;
+}
+
+static void StmtProfile_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef StmtProfile_members[] = {
+    {"flags", T_UINT, offsetof(agentdb_StmtProfile, flags), READONLY,
+     "What the statement does to its session (the core's SQL_* flags)."},
+    {"runs", T_ULONG, offsetof(agentdb_StmtProfile, runs), READONLY, "Runs timed."},
+    {"mean", T_DOUBLE, offsetof(agentdb_StmtProfile, mean), READONLY,
+     "Moving average of its duration on the server, seconds."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot StmtProfile_slots[] = {
+    {Py_tp_dealloc, StmtProfile_dealloc},
+    {Py_tp_repr, StmtProfile_repr},
+    {Py_tp_members, StmtProfile_members},
+    {Py_tp_doc, "What a pool knows of one SQL text run through its shortcuts."},
+    {0, NULL},
+};
+
+static PyType_Spec StmtProfile_spec = {
+    .name = "agentdb._core.StatementProfile",
+    .basicsize = sizeof(agentdb_StmtProfile),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = StmtProfile_slots,
+};
+
+/* The profile of `sql` (borrowed; made on first use, the oldest forgotten beyond
+   PROFILES_MAX), or NULL with an error set. */
+static agentdb_StmtProfile *pool_profile(agentdb_Pool *p, PyObject *sql)
+{
+    PyObject *found = PyDict_GetItemWithError(p->profiles, sql);
+    if (found != NULL || PyErr_Occurred()) {
+        return (agentdb_StmtProfile *)found;
+    }
+    Py_ssize_t n;
+    const char *text = PyUnicode_AsUTF8AndSize(sql, &n);
+    if (text == NULL) {
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(p->profiles) >= PROFILES_MAX) {
+        Py_ssize_t pos = 0;
+        PyObject *oldest, *value;
+        if (PyDict_Next(p->profiles, &pos, &oldest, &value)) {
+            Py_INCREF(oldest);
+            int rc = PyDict_DelItem(p->profiles, oldest);
+            Py_DECREF(oldest);
+            if (rc < 0) {
+                return NULL;
+            }
+        }
+    }
+    agentdb_StmtProfile *pr = PyObject_New(agentdb_StmtProfile, pool_state(p)->StmtProfileType);
+    if (pr == NULL) {
+        return NULL;
+    }
+    pr->flags = agentdb_sql_classify(text, n);
+    pr->runs = 0;
+    pr->mean = 0;
+    int rc = PyDict_SetItem(p->profiles, sql, (PyObject *)pr);
+    Py_DECREF(pr); /* the dict holds it */
+    return rc < 0 ? NULL : pr;
+}
+
+/* The expected duration of a shortcut's statement: what its text took so far; for a
+   text not timed yet, a few typical statements' worth (the prior: most statements
+   are like the others; the head of a queue that overruns its estimate is then
+   avoided by its age, agentdb_connection_expected_wait). */
+static double pool_estimate(agentdb_Pool *p, agentdb_StmtProfile *pr)
+{
+    if (pr->runs > 0) {
+        return pr->mean;
+    }
+    double guess = 4 * p->typical;
+    return guess > 0.001 ? guess : 0.001;
+}
+
+/* May a shortcut queue on this shared connection? */
+static int pool_shareable(agentdb_Connection *c)
+{
+    if (c->pool_solo || c->pool_reserved || !agentdb_connection_alive(c)) {
+        return 0;
+    }
+    /* Statements all abandoned and being cancelled: it takes nothing new until they
+       are gone (a cancel must only ever hit an abandoned statement). */
+    return !(c->head != NULL && c->head->abandoned && agentdb_connection_draining(c));
+}
+
+/* The shared connection whose queue is expected to clear first (borrowed), its
+   expected wait in *wait; NULL when no shared connection may take a shortcut. */
+static agentdb_Connection *pool_pick_shared(agentdb_Pool *p, double *wait)
+{
+    double now = agentdb_monotonic();
+    agentdb_Connection *best = NULL;
+    *wait = INFINITY;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(p->shared); i++) {
+        agentdb_Connection *s = (agentdb_Connection *)PyList_GET_ITEM(p->shared, i);
+        if (!pool_shareable(s)) {
+            continue;
+        }
+        double w = agentdb_connection_expected_wait(s, now);
+        if (w < *wait) {
+            *wait = w;
+            best = s;
+        }
+    }
+    return best;
+}
+
+static int pool_may_grow(agentdb_Pool *p)
+{
+    return !p->closing && pool_count(p) < p->pool_size + p->max_overflow;
+}
+
+static int waiter_is_exclusive(agentdb_Waiter *w)
+{
+    return !w->shortcut || w->solo;
+}
+
+/* Waiters that need a connection of their own (acquire(), a shortcut that changes
+   the session) when the pool cannot grow: stop queueing shortcuts on that many
+   shared connections, the ones expected to clear first, so that they drain and go
+   to those waiters instead of serving shortcuts forever. */
+static void pool_reserve(agentdb_Pool *p)
+{
+    if (pool_may_grow(p) || PyList_GET_SIZE(p->shared) == 0) {
+        return;
+    }
+    Py_ssize_t need = -(p->opening + p->pinging);
+    for (agentdb_Waiter *w = p->whead; w != NULL; w = w->next) {
+        need += waiter_is_exclusive(w);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(p->shared); i++) {
+        need -= ((agentdb_Connection *)PyList_GET_ITEM(p->shared, i))->pool_reserved;
+    }
+    while (need-- > 0) {
+        double wait;
+        agentdb_Connection *c = pool_pick_shared(p, &wait);
+        if (c == NULL) {
+            return;
+        }
+        c->pool_reserved = 1;
+    }
+}
+
+/* Parse (query, *args, timeout=None[, column=0]) of a shortcut. 0 => ok. */
+static int parse_shortcut_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                               int allow_column, double *timeout, int *column,
+                               PyObject **rest)
+{
+    *timeout = 0;
+    *column = 0;
     if (nargs < 1 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "the first argument must be the query (a str)");
-        return NULL;
+        return -1;
     }
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i);
         if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
-            if (parse_timeout(args[nargs + i], &timeout) < 0) {
-                return NULL;
+            if (parse_timeout(args[nargs + i], timeout) < 0) {
+                return -1;
             }
         }
         else if (allow_column && PyUnicode_CompareWithASCIIString(key, "column") == 0) {
             long col = PyLong_AsLong(args[nargs + i]);
             if ((col == -1 && PyErr_Occurred()) || col < 0 || col > 1600) {
                 PyErr_SetString(PyExc_ValueError, "column must be a non-negative int");
-                return NULL;
+                return -1;
             }
-            column = (int)col;
+            *column = (int)col;
         }
         else {
             PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'", key);
-            return NULL;
+            return -1;
         }
     }
-    rest = PyTuple_New(nargs - 1);
-    if (rest == NULL) {
-        return NULL;
+    *rest = PyTuple_New(nargs - 1);
+    if (*rest == NULL) {
+        return -1;
     }
     for (Py_ssize_t i = 1; i < nargs; i++) {
-        PyTuple_SET_ITEM(rest, i - 1, Py_NewRef(args[i]));
+        PyTuple_SET_ITEM(*rest, i - 1, Py_NewRef(args[i]));
     }
+    return 0;
+}
+
+static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames, int allow_column)
+{
+    agentdb_state *st = pool_state(p);
+    double timeout;
+    int column;
+    PyObject *rest = NULL, *fut = NULL;
+    if (pool_check_open(p, st) < 0 ||
+        parse_shortcut_args(args, nargs, kwnames, allow_column, &timeout, &column, &rest) < 0) {
+        return NULL;
+    }
+    agentdb_StmtProfile *pr = pool_profile(p, args[0]);
+    if (pr == NULL || agentdb_sql_refuse(st, pr->flags) < 0) {
+        goto error;
+    }
+    int solo = (pr->flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_BEGIN)) != 0;
     int kind = nargs == 1 && mode == AGENTDB_MODE_STATUS ? OPK_SIMPLE : OPK_QUERY;
     p->n_shortcuts++;
+    p->n_isolated += solo;
     agentdb_Connection *c = NULL;
     if (p->nwaiters == 0) {
         c = pool_pop_idle(p);
@@ -1008,22 +1344,19 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
                 goto error;
             }
             c->pool_state = POOLST_SHARED;
+            c->pool_solo = solo;
         }
     }
-    if (c == NULL && pool_count(p) >= p->pool_size && PyList_GET_SIZE(p->shared) > 0) {
-        /* At pool_size: queue on the least loaded connection already running
-           shortcuts (statements run in order there) rather than wait here. */
-        Py_ssize_t n = PyList_GET_SIZE(p->shared);
-        agentdb_Connection *best = NULL;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            agentdb_Connection *s = (agentdb_Connection *)PyList_GET_ITEM(p->shared, i);
-            if (agentdb_connection_alive(s) && (best == NULL || s->nops < best->nops)) {
-                best = s;
-            }
+    if (c == NULL && !solo && pool_count(p) >= p->pool_size) {
+        /* At pool_size: queue behind other shortcuts rather than wait here, unless the
+           best queue is long and a new connection may be opened instead. */
+        double wait;
+        agentdb_Connection *best = pool_pick_shared(p, &wait);
+        if (best != NULL && wait > GROW_AFTER && pool_may_grow(p)) {
+            p->n_grown_for_wait++;
+            best = NULL;
         }
-        if (best != NULL) {
-            c = (agentdb_Connection *)Py_NewRef(best);
-        }
+        c = (agentdb_Connection *)Py_XNewRef(best);
     }
     fut = agentdb_future_new(st, p->loop, (PyObject *)p);
     if (fut == NULL) {
@@ -1031,7 +1364,8 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
         goto error;
     }
     if (c != NULL) {
-        int rc = agentdb_connection_submit(c, fut, kind, mode, args[0], rest, column, timeout);
+        int rc = agentdb_connection_submit(c, fut, kind, mode, args[0], rest, column, timeout,
+                                           (PyObject *)pr, pool_estimate(p, pr));
         if (rc < 0 && c->nops == 0) {
             PyObject *exc = PyErr_GetRaisedException();
             agentdb_pool_conn_drained((PyObject *)p, c);
@@ -1048,12 +1382,15 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
             goto error;
         }
         w->shortcut = 1;
+        w->solo = solo;
         w->mode = mode;
         w->column = column;
         w->sql = Py_NewRef(args[0]);
         w->args = Py_NewRef(rest);
+        w->profile = Py_NewRef((PyObject *)pr);
         w->timeout = timeout;
         pool_grow(p);
+        pool_reserve(p);
     }
     Py_DECREF(rest);
     return fut;
@@ -1237,18 +1574,38 @@ static int Pool_init(PyObject *self, PyObject *args, PyObject *kwargs)
     agentdb_state *st = pool_state(p);
     static char *kwlist[] = {"opener", "pool_size", "max_overflow", "pool_timeout",
                              "pool_recycle", "max_idle", "pre_ping", "ping_after",
-                             "reset_timeout", NULL};
-    PyObject *opener;
+                             "reset_timeout", "reset", NULL};
+    PyObject *opener, *reset_arg = Py_None;
     Py_ssize_t size = 20, overflow = 10;
     double timeout = 30, recycle = 3600, max_idle = 300, ping_after = 10, reset = 5;
     int pre_ping = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|nndddpdd:Pool", kwlist, &opener, &size,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|nndddpddO:Pool", kwlist, &opener, &size,
                                      &overflow, &timeout, &recycle, &max_idle, &pre_ping,
-                                     &ping_after, &reset)) {
+                                     &ping_after, &reset, &reset_arg)) {
         return -1;
     }
     if (!PyCallable_Check(opener)) {
         PyErr_SetString(PyExc_TypeError, "opener must be callable");
+        return -1;
+    }
+    /* reset: None or "session" (the default), "transaction", or a callable
+       (conn) -> awaitable of bool, run on every release after the rollback. */
+    int reset_mode;
+    if (reset_arg == Py_None ||
+        (PyUnicode_Check(reset_arg) && PyUnicode_CompareWithASCIIString(reset_arg, "session") == 0)) {
+        reset_mode = RESET_SESSION;
+    }
+    else if (PyUnicode_Check(reset_arg) &&
+             PyUnicode_CompareWithASCIIString(reset_arg, "transaction") == 0) {
+        reset_mode = RESET_TRANSACTION;
+    }
+    else if (PyCallable_Check(reset_arg) && !PyUnicode_Check(reset_arg)) {
+        reset_mode = RESET_CALLABLE;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "reset must be None, 'session', 'transaction' or a coroutine function, "
+                     "not %R", reset_arg);
         return -1;
     }
     if (size < 1) {
@@ -1280,6 +1637,15 @@ static int Pool_init(PyObject *self, PyObject *args, PyObject *kwargs)
     p->pre_ping = pre_ping;
     p->ping_after = ping_after;
     p->reset_timeout = reset > 0 ? reset : 5;
+    p->reset_mode = reset_mode;
+    p->typical = 0.001; /* until statements are timed */
+    p->log_typical = log(p->typical);
+    p->reset_cb = reset_mode == RESET_CALLABLE ? Py_NewRef(reset_arg) : NULL;
+    p->user_resets = PyDict_New();
+    p->profiles = PyDict_New();
+    if (p->user_resets == NULL || p->profiles == NULL) {
+        return -1;
+    }
     p->idle = PyList_New(0);
     p->shared = PyList_New(0);
     p->resetting = PyList_New(0);
@@ -1297,7 +1663,8 @@ static int Pool_init(PyObject *self, PyObject *args, PyObject *kwargs)
     p->cb_opened = agentdb_iohandle_new(st, self, pool_on_opened);
     p->cb_maint = agentdb_iohandle_new(st, self, pool_on_maintenance);
     p->cb_grow = agentdb_iohandle_new(st, self, pool_on_grow_timer);
-    if (p->cb_grow == NULL) {
+    p->cb_reset_done = agentdb_iohandle_new(st, self, pool_on_user_reset_done);
+    if (p->cb_grow == NULL || p->cb_reset_done == NULL) {
         return -1;
     }
     if (p->idle == NULL || p->shared == NULL || p->resetting == NULL || p->all == NULL ||
@@ -1472,6 +1839,12 @@ static PyObject *Pool_stats(PyObject *self, PyObject *Py_UNUSED(ig))
     STAT("failed_pings", PyLong_FromUnsignedLongLong(p->n_failed_pings));
     STAT("connect_errors", PyLong_FromUnsignedLongLong(p->n_connect_errors));
     STAT("rollbacks", PyLong_FromUnsignedLongLong(p->n_rollbacks));
+    /* Session resets queued (a connection's user changed its session). */
+    STAT("session_resets", PyLong_FromUnsignedLongLong(p->n_resets));
+    /* Shortcuts that changed the session and ran on a connection of their own. */
+    STAT("isolated_shortcuts", PyLong_FromUnsignedLongLong(p->n_isolated));
+    /* Shortcuts that opened a connection rather than wait behind long statements. */
+    STAT("grown_for_wait", PyLong_FromUnsignedLongLong(p->n_grown_for_wait));
     STAT("leaked", PyLong_FromUnsignedLongLong(p->n_leaked));
     /* Statements whose awaiter gave up (timeout or cancelled task); of those,
        the ones already on the server (cancelled there when alone in flight). */
@@ -1495,6 +1868,12 @@ static PyObject *Pool__connections(PyObject *self, PyObject *Py_UNUSED(ig))
     agentdb_Pool *p = (agentdb_Pool *)self;
     return Py_BuildValue("(NNN)", PySequence_List(p->idle), PySequence_List(p->shared),
                          PySequence_List(p->resetting));
+}
+
+/* _profiles() -> dict: SQL text -> StatementProfile, what the shortcuts learned. */
+static PyObject *Pool__profiles(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    return PyDict_Copy(((agentdb_Pool *)self)->profiles);
 }
 
 static PyObject *Pool_is_closing(PyObject *self, PyObject *Py_UNUSED(ig))
@@ -1524,6 +1903,7 @@ static PyMethodDef Pool_methods[] = {
     {"terminate", Pool_terminate, METH_NOARGS, "Close every connection now."},
     {"is_closing", Pool_is_closing, METH_NOARGS, NULL},
     {"_connections", Pool__connections, METH_NOARGS, NULL},
+    {"_profiles", Pool__profiles, METH_NOARGS, NULL},
     {"get_loop", Pool_get_loop, METH_NOARGS, NULL},
     {"_begin_close", Pool__begin_close, METH_NOARGS, NULL},
     {"_adopt", Pool__adopt, METH_O, NULL},
@@ -1544,6 +1924,9 @@ static int Pool_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(p->all);
     Py_VISIT(p->tasks);
     Py_VISIT(p->drained);
+    Py_VISIT(p->reset_cb);
+    Py_VISIT(p->user_resets);
+    Py_VISIT(p->profiles);
     for (agentdb_Waiter *w = p->whead; w != NULL; w = w->next) {
         Py_VISIT(w->fut);
         Py_VISIT(w->args);
@@ -1566,6 +1949,9 @@ static int Pool_clear(PyObject *self)
     Py_CLEAR(p->all);
     Py_CLEAR(p->tasks);
     Py_CLEAR(p->drained);
+    Py_CLEAR(p->reset_cb);
+    Py_CLEAR(p->user_resets);
+    Py_CLEAR(p->profiles);
     return 0;
 }
 
@@ -1582,9 +1968,11 @@ static void Pool_dealloc(PyObject *self)
     agentdb_iohandle_detach(p->cb_opened);
     agentdb_iohandle_detach(p->cb_maint);
     agentdb_iohandle_detach(p->cb_grow);
+    agentdb_iohandle_detach(p->cb_reset_done);
     agentdb_timer_cancel(st, &p->maint_timer);
     agentdb_timer_cancel(st, &p->grow_timer);
     Py_CLEAR(p->cb_grow);
+    Py_CLEAR(p->cb_reset_done);
     Py_CLEAR(p->last_connect_error);
     Pool_clear(self);
     Py_CLEAR(p->cb_timer);
@@ -1622,6 +2010,11 @@ static PyType_Spec Pool_spec = {
 
 int agentdb_pool_setup(PyObject *module, agentdb_state *st)
 {
+    st->StmtProfileType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &StmtProfile_spec, NULL);
+    if (st->StmtProfileType == NULL || PyModule_AddType(module, st->StmtProfileType) < 0) {
+        return -1;
+    }
     st->PoolType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Pool_spec, NULL);
     if (st->PoolType == NULL || PyModule_AddType(module, st->PoolType) < 0) {
         return -1;

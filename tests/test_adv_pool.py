@@ -103,6 +103,9 @@ async def test_copy_is_refused_clearly_and_the_connection_stays_usable(
         pid = c.get_backend_pid()
     await settle(pool)
     async with pool.acquire() as c:
+        # the rollback travels ahead of this user's first statement (not awaited)
+        assert not c.is_in_transaction()
+        assert await c.fetchval("SELECT 1") == 1
         assert c.get_transaction_status() == "idle"
         if c.get_backend_pid() == pid:
             assert await c.fetchval("SELECT 1") == 1

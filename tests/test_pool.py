@@ -155,6 +155,9 @@ async def test_released_dirty_connections_are_cleaned(
     await settle(pool)
     for _ in range(3):
         async with pool.acquire() as c:
+            # a rollback due travels ahead of this user's first statement (not awaited)
+            assert not c.is_in_transaction()
+            assert await c.fetchval("SELECT 1") == 1
             assert c.get_transaction_status() == "idle"
     states = [s for _, s in backends(admin_sql, pg_dsn, "pooltest")]
     assert "idle in transaction" not in states and "idle in transaction (aborted)" not in states

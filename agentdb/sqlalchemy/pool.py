@@ -55,6 +55,9 @@ class AgentdbPool(NullPool):
             "pool_recycle": float(recycle) if recycle and recycle > 0 else 0.0,
             "pre_ping": bool(pre_ping),
             "min_size": min_size,
+            # SQLAlchemy's semantics: a connection comes back rolled back, and session
+            # state (what a "connect" event set, SET, temporary tables) stays with it.
+            "reset": "transaction",
         }
         self._sa_args = {
             "pool_size": pool_size,
