@@ -180,6 +180,36 @@ async def test_pool_acquire_cancelled_as_it_starts(
     assert await backends_gone(admin_sql, pg_dsn, app) == []
 
 
+@pytest.mark.parametrize("min_size", [0, 1], ids=["empty", "idle-connection"])
+async def test_pool_close_cancelled(pg_dsn: str, admin_sql: AdminSQL, min_size: int) -> None:
+    """Nothing to wait for: the drain future is done at once; asyncio.wait_for returned
+    its result to the cancelled caller instead of raising."""
+    app = app_name("close")
+    pool = await agentdb.create_pool(pg_dsn, min_size=min_size, application_name=app)
+    task = await run_cancelled_at_start(lambda: pool.close(timeout=5))
+    assert outcome(task) == "cancelled"
+    assert pool.is_closing()
+    assert pool.stats()["size"] == 0  # terminated on the way out all the same
+    assert await backends_gone(admin_sql, pg_dsn, app) == []
+
+
+async def test_pool_close_cancelled_while_a_connection_is_out(
+    pg_dsn: str, admin_sql: AdminSQL
+) -> None:
+    app = app_name("closeout")
+    pool = await agentdb.create_pool(pg_dsn, min_size=1, application_name=app)
+    conn = await pool.acquire()
+    closing = asyncio.ensure_future(pool.close(timeout=3600))
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    await pool.release(conn)  # the pool drains ...
+    closing.cancel()  # ... as its closer is cancelled
+    await asyncio.wait({closing})
+    assert outcome(closing) == "cancelled"
+    assert pool.stats()["size"] == 0
+    assert await backends_gone(admin_sql, pg_dsn, app) == []
+
+
 # -- the SQLAlchemy dialect -----------------------------------------------------------
 
 POOLS = {"AgentdbPool": AgentdbPool, "AsyncAdaptedQueuePool": AsyncAdaptedQueuePool}
