@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 import agentdb
-from agentdb import _aio
+from agentdb import _aio, settings
 from agentdb.settings import agentdb_url
 from agentdb.sqlalchemy import AgentdbPool
 
@@ -208,6 +208,38 @@ async def test_pool_close_cancelled_while_a_connection_is_out(
     assert outcome(closing) == "cancelled"
     assert pool.stats()["size"] == 0
     assert await backends_gone(admin_sql, pg_dsn, app) == []
+
+
+# -- the FastAPI health check ---------------------------------------------------------
+
+
+async def test_check_database_connection_cancelled_as_its_probe_finishes(pg_dsn: str) -> None:
+    """The caller is cancelled in the very step its probe returns True: the check must
+    raise CancelledError (asyncio.wait_for returned True and the cancellation was lost)."""
+    settings.configure(database_url=agentdb_url(pg_dsn))
+    try:
+        assert await agentdb.check_database_connection()  # the engine and pool exist now
+        before = asyncio.all_tasks()
+        checking = asyncio.ensure_future(agentdb.check_database_connection(timeout=10))
+        await asyncio.sleep(0)  # the check starts its probe
+        probes = asyncio.all_tasks() - before - {checking}
+        if probes:  # cancel the check from the probe's done callback: the tightest race
+            for probe in probes:
+                probe.add_done_callback(lambda _t: checking.cancel())
+        else:  # the probe runs in the check's own task
+            checking.cancel()
+        await asyncio.wait({checking})
+        assert outcome(checking) == "cancelled"
+        pool = await agentdb.get_pool()
+        for _ in range(100):
+            if pool.stats()["in_use"] + pool.stats()["shared"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert pool.stats()["in_use"] + pool.stats()["shared"] == 0, pool.stats()
+        assert await agentdb.check_database_connection()
+    finally:
+        await agentdb.close_db_connection()
+        settings.reset()
 
 
 # -- the SQLAlchemy dialect -----------------------------------------------------------
