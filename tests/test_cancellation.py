@@ -148,6 +148,40 @@ async def test_connect_cancelled_as_it_starts(pg_dsn: str, admin_sql: AdminSQL, 
     assert await backends_gone(admin_sql, pg_dsn, app) == []
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"host": "127.0.0.1", "port": "5432"},
+        {"host": "127.0.0.1,::1", "port": "5432,5433"},
+        {"host": "/var/run/postgresql"},
+        {"host": "/tmp,10.0.0.1", "port": "5432"},
+        {"host": "@abstract"},
+        {"hostaddr": "127.0.0.1", "host": "db.example"},
+        {"dbname": "x"},
+    ],
+)
+async def test_resolution_without_lookup_is_resolve_hosts(
+    params: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """connect()'s path without a task (no host name to look up) gives what
+    resolve_hosts() gives."""
+    from agentdb import dsn
+
+    monkeypatch.delenv("PGHOST", raising=False)
+    monkeypatch.delenv("PGPORT", raising=False)
+    assert dsn.resolve_without_lookup(params) == await dsn.resolve_hosts(params)
+
+
+def test_a_host_name_needs_the_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentdb import dsn
+
+    monkeypatch.delenv("PGPORT", raising=False)
+    assert dsn.resolve_without_lookup({"host": "localhost"}) is None
+    assert dsn.resolve_without_lookup({"host": "127.0.0.1,localhost"}) is None
+    monkeypatch.setenv("PGHOST", "localhost")
+    assert dsn.resolve_without_lookup({}) is None
+
+
 # -- the native pool ------------------------------------------------------------------
 
 
