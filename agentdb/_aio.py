@@ -51,8 +51,10 @@ async def wait_for(aw: Awaitable[_T], timeout: float | None) -> _T:
     cancelled just as ``aw`` finishes: the cancellation is lost (the caller's task goes on,
     or ends normally). Here a cancellation of the caller always propagates as
     ``CancelledError`` (``aw``'s result, if any, is dropped); ``aw`` is cancelled and waited
-    for when the caller is cancelled or the time is up. The same code on every Python.
-    Raises the builtin ``TimeoutError`` (on 3.10 not ``asyncio.TimeoutError``).
+    for when the caller is cancelled or the time is up. An ``aw`` already done is returned
+    without suspending (a pending cancellation then arrives at the caller's next await, as
+    for any done future). The same code on every Python. Raises the builtin
+    ``TimeoutError`` (on 3.10 not ``asyncio.TimeoutError``).
     """
     if timeout is None:
         return await aw
