@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import _core
+from . import _aio, _core
 from . import copy_format as _copy
 from . import dsn as _dsn
 from .logs import describe_target
@@ -196,11 +195,13 @@ async def connect(
     secret = options.get("password")
     target = describe_target(options) if _logger.isEnabledFor(logging.INFO) else ""
     deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        resolving = _dsn.resolve_hosts(options)
-        options = await (resolving if timeout is None else asyncio.wait_for(resolving, timeout))
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"timed out resolving the host name ({timeout} s)") from None
+    resolved = _dsn.resolve_without_lookup(options)  # IP addresses, sockets: no await
+    if resolved is None:
+        try:
+            resolved = await _aio.wait_for(_dsn.resolve_hosts(options), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"timed out resolving the host name ({timeout} s)") from None
+    options = resolved
     conn = connection_class()
     conn._configure(
         statement_cache_size, command_timeout or 0.0, DEFAULT_CANCEL_GRACE, not decode_json

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 
 import agentdb.sqlalchemy  # noqa: F401  (registers postgresql+agentdb)
 
+from . import _aio
 from . import errors as _errors
 from . import logs as _logs
 from . import settings as _settings
@@ -241,7 +242,7 @@ async def check_database_connection(timeout: float = 5.0) -> bool:
         return bool(await pool.fetchval("SELECT 1", timeout=timeout) == 1)
 
     try:
-        return await asyncio.wait_for(probe(), timeout)
+        return await _aio.wait_for(probe(), timeout)
     except asyncio.CancelledError:
         raise
     except BaseException as e:  # noqa: BLE001 - a health check reports, it never raises

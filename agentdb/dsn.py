@@ -98,18 +98,14 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-async def resolve_hosts(params: dict[str, str]) -> dict[str, str]:
-    """Resolve host names with ``loop.getaddrinfo`` and hand libpq addresses as ``hostaddr``.
-
-    libpq resolves names with a blocking call inside ``PQconnectPoll``; the loop must never
-    block, so every name becomes one ``host``/``hostaddr`` entry per address (libpq tries them
-    in order and still checks certificates against ``host``).
-    """
+def _host_port_pairs(params: dict[str, str]) -> list[tuple[str, str]] | None:
+    """The (host, port) entries to resolve; ``None`` when libpq needs no addresses from us
+    (``hostaddr`` given, or no host: libpq's default Unix socket)."""
     if "hostaddr" in params:
-        return params
+        return None
     hosts_text = params.get("host") or os.environ.get("PGHOST", "")
     if not hosts_text:
-        return params  # libpq's default Unix socket
+        return None
     hosts = hosts_text.split(",")
     ports_text = params.get("port") or os.environ.get("PGPORT", "")
     ports = ports_text.split(",") if ports_text else [""]
@@ -119,20 +115,66 @@ async def resolve_hosts(params: dict[str, str]) -> dict[str, str]:
         raise _core.InterfaceError(
             f"could not match {len(ports)} port numbers to {len(hosts)} hosts"
         )
+    return list(zip(hosts, ports, strict=True))
+
+
+def _fixed_address(host: str) -> str | None:
+    """The ``hostaddr`` entry of a host that needs no lookup: ``""`` for none or a Unix
+    socket (a directory, or ``@`` abstract), the address itself for an IP address;
+    ``None`` for a host name."""
+    if not host or host.startswith(("/", "@")):
+        return ""
+    return host if _is_ip(host) else None
+
+
+def _with_addresses(
+    params: dict[str, str], hosts: list[str], addrs: list[str], ports: list[str]
+) -> dict[str, str]:
+    resolved = dict(params)
+    resolved["host"] = ",".join(hosts)
+    resolved["hostaddr"] = ",".join(addrs)
+    if any(ports):
+        resolved["port"] = ",".join(ports)
+    return resolved
+
+
+def resolve_without_lookup(params: dict[str, str]) -> dict[str, str] | None:
+    """``resolve_hosts(params)`` computed at once when no entry is a host name (IP
+    addresses, Unix sockets, ``hostaddr`` given): the connect path of a pool pays for no
+    task and no await; ``None`` when a name must be looked up."""
+    pairs = _host_port_pairs(params)
+    if pairs is None:
+        return params
+    addrs: list[str] = []
+    for host, _port in pairs:
+        fixed = _fixed_address(host)
+        if fixed is None:
+            return None
+        addrs.append(fixed)
+    hosts = [host for host, _port in pairs]
+    return _with_addresses(params, hosts, addrs, [port for _host, port in pairs])
+
+
+async def resolve_hosts(params: dict[str, str]) -> dict[str, str]:
+    """Resolve host names with ``loop.getaddrinfo`` and hand libpq addresses as ``hostaddr``.
+
+    libpq resolves names with a blocking call inside ``PQconnectPoll``; the loop must never
+    block, so every name becomes one ``host``/``hostaddr`` entry per address (libpq tries them
+    in order and still checks certificates against ``host``).
+    """
+    pairs = _host_port_pairs(params)
+    if pairs is None:
+        return params
     loop = asyncio.get_running_loop()
     out_hosts: list[str] = []
     out_addrs: list[str] = []
     out_ports: list[str] = []
     errors: list[str] = []
-    for host, port in zip(hosts, ports, strict=True):
-        if not host or host.startswith("/") or host.startswith("@"):
+    for host, port in pairs:
+        fixed = _fixed_address(host)
+        if fixed is not None:
             out_hosts.append(host)
-            out_addrs.append("")
-            out_ports.append(port)
-            continue
-        if _is_ip(host):
-            out_hosts.append(host)
-            out_addrs.append(host)
+            out_addrs.append(fixed)
             out_ports.append(port)
             continue
         try:
@@ -153,9 +195,4 @@ async def resolve_hosts(params: dict[str, str]) -> dict[str, str]:
             out_ports.append(port)
     if not out_hosts:
         raise _core.OperationalError("; ".join(errors))
-    resolved = dict(params)
-    resolved["host"] = ",".join(out_hosts)
-    resolved["hostaddr"] = ",".join(out_addrs)
-    if any(out_ports):
-        resolved["port"] = ",".join(out_ports)
-    return resolved
+    return _with_addresses(params, out_hosts, out_addrs, out_ports)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from . import _core
+from . import _aio, _core
 from .connection import Connection, connect
 from .logs import logger as _logger
 
@@ -36,8 +36,8 @@ class Pool(_core.Pool):
         rest are terminated. Never hangs."""
         drained = self._begin_close()
         try:
-            await asyncio.wait_for(asyncio.shield(drained), timeout)
-        except asyncio.TimeoutError:
+            await _aio.wait_for(asyncio.shield(drained), timeout)
+        except TimeoutError:
             pass
         finally:
             self.terminate()

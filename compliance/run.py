@@ -18,17 +18,35 @@ pytest did not run to the end); otherwise pytest's exit status is returned.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 # pytest's last line: "12 failed, 1700 passed, 58 skipped in 61.2s" (within "=" in verbose runs)
 SUMMARY = re.compile(r"^=*\s*((?:\d+ \w+|no tests ran).* in [\d.]+s\b.*?)\s*=*$")
+
+
+def run_streaming(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run pytest, copying its output through; its exit status and its summary line."""
+    summary = ""
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            m = SUMMARY.match(line.strip())
+            if m:
+                summary = m.group(1)
+        rc = proc.wait()
+    return rc, summary
 
 
 def counts(summary: str) -> dict[str, int]:
@@ -38,25 +56,22 @@ def counts(summary: str) -> dict[str, int]:
     return found
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dialect", choices=["agentdb", "asyncpg"])
-    parser.add_argument("--baseline", type=Path)
-    parser.add_argument("--installed", action="store_true")
-    parser.add_argument("--keep-db", action="store_true")
-    args, pytest_args = parser.parse_known_args()
-
+@contextlib.contextmanager
+def fresh_database(dbname: str, keep_db: bool = False, label: str = "compliance") -> Iterator[str]:
+    """The server (``$COMPLIANCE_ADMIN_DSN``, else 127.0.0.1:5432, else a throwaway
+    cluster) with role scott/tiger and database ``dbname`` made afresh (schemas test_schema
+    and test_schema_2, hstore, citext); yields ``host:port``. The database is dropped
+    afterwards unless ``keep_db``; a throwaway cluster is removed."""
     from agentdb.testing.cluster import TempCluster, admin_sql, dsn_with_dbname, local_server_dsn
 
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", dbname):
+        raise ValueError(f"database name {dbname!r} must be a plain identifier")
     cluster = None
     admin = os.environ.get("COMPLIANCE_ADMIN_DSN") or local_server_dsn()
     if admin is None:
         cluster = TempCluster({"max_prepared_transactions": 10}).start()
         admin = cluster.dsn()
-        print(f"compliance: throwaway cluster at {admin}", flush=True)
-    dbname = os.environ.get("COMPLIANCE_DBNAME", f"sqla_compliance_{args.dialect}")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", dbname):
-        parser.error(f"database name {dbname!r} must be a plain identifier")
+        print(f"{label}: throwaway cluster at {admin}", flush=True)
     try:
         admin_sql(
             admin,
@@ -74,7 +89,30 @@ def main() -> int:
         parts = urlsplit(admin) if "://" in admin else None
         host = (parts.hostname if parts else None) or "127.0.0.1"
         port = (parts.port if parts else None) or 5432
-        url = f"postgresql+{args.dialect}://scott:tiger@{host}:{port}/{dbname}"
+        yield f"{host}:{port}"
+    finally:
+        if not keep_db:
+            try:
+                admin_sql(admin, f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+            except Exception:
+                pass
+        if cluster is not None:
+            cluster.cleanup()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dialect", choices=["agentdb", "asyncpg"])
+    parser.add_argument("--baseline", type=Path)
+    parser.add_argument("--installed", action="store_true")
+    parser.add_argument("--keep-db", action="store_true")
+    args, pytest_args = parser.parse_known_args()
+
+    dbname = os.environ.get("COMPLIANCE_DBNAME", f"sqla_compliance_{args.dialect}")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", dbname):
+        parser.error(f"database name {dbname!r} must be a plain identifier")
+    with fresh_database(dbname, args.keep_db) as server:
+        url = f"postgresql+{args.dialect}://scott:tiger@{server}/{dbname}"
         if args.installed:
             runner = [str(Path(sys.executable).parent / "pytest")]
         else:
@@ -98,28 +136,10 @@ def main() -> int:
             "-rfE",
             *pytest_args,
         ]
-        print(f"compliance: {args.dialect} on {host}:{port}/{dbname}", flush=True)
+        print(f"compliance: {args.dialect} on {server}/{dbname}", flush=True)
         started = time.monotonic()
-        summary = ""
-        with subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                m = SUMMARY.match(line.strip())
-                if m:
-                    summary = m.group(1)
-            rc = proc.wait()
+        rc, summary = run_streaming(cmd, ROOT)
         elapsed = time.monotonic() - started
-    finally:
-        if not args.keep_db:
-            try:
-                admin_sql(admin, f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
-            except Exception:
-                pass
-        if cluster is not None:
-            cluster.cleanup()
 
     c = counts(summary)
     print(

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Test files of SQLAlchemy's own test suite (default: test/ext/asyncio/test_cancellation.py)
+# on postgresql+agentdb, from the sdist of the installed SQLAlchemy (downloaded once into
+# ${AGENTDB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agentdb}).
+# Usage: compliance/sa_tests.sh [--dialect agentdb|asyncpg] [--installed] [--keep-db]
+#        [--cache DIR] [TEST_PATH ...] [-- PYTEST_ARGS ...]
+# The server, the database and the options: see compliance/sa_tests.py. Not part of `pytest tests`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY="${PYTHON:-${VPY:-python}}"
+installed=0
+for a in "$@"; do
+    [ "$a" = "--" ] && break
+    [ "$a" = "--installed" ] && installed=1
+done
+if [ "$installed" = 0 ]; then
+    export PYTHONPATH="${PYTHONPATH:-$PWD}"  # the checkout's agentdb (an in-place build)
+fi
+exec "$PY" compliance/sa_tests.py "$@"
