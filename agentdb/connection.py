@@ -176,6 +176,10 @@ async def connect(
     statements (for PgBouncer in transaction mode). ``decode_json=False`` returns json and
     jsonb values (and arrays of them) as their JSON text, a ``str``, as asyncpg does, for
     code that parses them itself; by default they come back parsed.
+
+    ``client_encoding`` is always ``UTF8`` (the server converts to and from the database's
+    encoding); a ``client_encoding``, ``server_settings`` entry or ``options`` switch asking
+    for another encoding raises InterfaceError.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be a positive number or None")

@@ -59,7 +59,12 @@ def hide_password(dsn: str) -> str:
 
 
 def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
-    """libpq keywords from a connection string plus keyword arguments (which win)."""
+    """libpq keywords from a connection string plus keyword arguments (which win).
+
+    ``client_encoding`` is always ``UTF8`` (see ``_require_utf8``): a request for another
+    encoding (keyword, URL query, ``server_settings``, ``options=-c client_encoding=...``)
+    raises InterfaceError.
+    """
     params: dict[str, str] = {}
     if dsn:
         text = normalize_url(dsn)
@@ -77,13 +82,115 @@ def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
             continue
         key = _ALIASES.get(key, key)
         if key == "server_settings":
+            for name, setting in value.items():
+                if _guc_name(str(name)) == "client_encoding":
+                    _require_utf8(str(setting), f"server_settings[{name!r}]")
             opts = " ".join(f"-c {k}={_escape_option(str(v))}" for k, v in value.items())
             params["options"] = f"{params.get('options', '')} {opts}".strip()
             continue
         if key == "sslmode" and isinstance(value, bool):
             value = "require" if value else "disable"
         params[key] = str(value)
+    _check_client_encoding(params)
+    params["client_encoding"] = "UTF8"
     return params
+
+
+# -- client_encoding: always UTF8 -------------------------------------------------
+#
+# The C core encodes every str it sends as UTF-8 and decodes every text it receives as
+# UTF-8, so the server must convert to and from the database's encoding: client_encoding
+# is UTF8 on every connection. libpq sends the keyword in the startup packet, where it
+# outranks PGCLIENTENCODING (a default libpq only reads when the keyword is unset), role
+# and database settings (ALTER ROLE/DATABASE ... SET: lower GUC sources than the
+# client's) and ``-c`` switches in ``options`` (the server applies those first). So
+# nothing but an explicit request can ask for another encoding, and that is an error.
+
+# PostgreSQL's names for UTF8, after its clean_encoding_name() (lower case, letters and
+# digits only): "UTF8", "utf-8", "Unicode"...
+_UTF8_NAMES = frozenset({"utf8", "unicode"})
+
+# The switches of a server process that take an argument (postgres.c's getopt string
+# "B:bc:C:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:"): the next word is theirs.
+_SWITCHES_WITH_ARGUMENT = frozenset("BcCDdfhkNprStvW-")
+
+
+def _guc_name(name: str) -> str:
+    # setting names are case-insensitive; "--client-encoding=x" means client_encoding
+    return name.strip().replace("-", "_").lower()
+
+
+def _require_utf8(value: str, where: str) -> None:
+    cleaned = "".join(ch for ch in value.lower() if ch.isascii() and ch.isalnum())
+    if cleaned in _UTF8_NAMES:
+        return
+    raise _core.InterfaceError(
+        f"client_encoding {value!r} (from {where}) is not supported: agentdb talks UTF-8 "
+        "to the server (client_encoding is UTF8 on every connection; the server converts "
+        "to and from the database's encoding). Leave client_encoding out, or set it to UTF8."
+    )
+
+
+def _check_client_encoding(params: dict[str, str]) -> None:
+    requested = params.get("client_encoding")
+    if requested:  # an empty value is no value, for libpq too
+        _require_utf8(requested, "the connection parameter client_encoding")
+    options = params.get("options")
+    if options:
+        for name, value in _option_settings(options):
+            if _guc_name(name) == "client_encoding":
+                _require_utf8(value, f"options: {name}={value}")
+
+
+def _option_settings(options: str) -> list[tuple[str, str]]:
+    """The ``name=value`` settings that ``-c name=value``, ``-cname=value`` and
+    ``--name=value`` switches in a libpq ``options`` string give the server."""
+    words = _split_options(options)
+    found: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if len(word) < 2 or word[0] != "-":
+            continue
+        for pos in range(1, len(word)):  # clustered switches: -Fc name=value
+            switch = word[pos]
+            if switch not in _SWITCHES_WITH_ARGUMENT:
+                continue
+            argument = word[pos + 1 :]
+            if not argument and i < len(words):
+                argument = words[i]
+                i += 1
+            if switch in "c-":
+                name, _, value = argument.partition("=")
+                found.append((name, value))
+            break
+    return found
+
+
+def _split_options(options: str) -> list[str]:
+    """The words of an ``options`` string, as the server splits it (pg_split_opts):
+    separated by white space, a backslash takes the next character literally."""
+    words: list[str] = []
+    current: list[str] = []
+    escaped = in_word = False
+    for ch in options:
+        if escaped:
+            current.append(ch)
+            escaped = False
+            in_word = True
+        elif ch == "\\":
+            escaped = in_word = True
+        elif ch in " \t\n\r\v\f":
+            if in_word:
+                words.append("".join(current))
+                current, in_word = [], False
+        else:
+            current.append(ch)
+            in_word = True
+    if in_word:
+        words.append("".join(current))
+    return words
 
 
 def _escape_option(value: str) -> str:
