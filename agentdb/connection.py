@@ -188,8 +188,12 @@ async def connect(
     options = _dsn.parse(dsn, params)
     if timeout is None and options.get("connect_timeout", "0").strip("0 ") != "":
         timeout = float(options["connect_timeout"])
-    secret = options.get("password")
-    target = describe_target(options) if _logger.isEnabledFor(logging.INFO) else ""
+    secret = options.get("password")  # a service file's too: parse() read the file
+    target = (
+        _dsn.scrub(describe_target(options), secret)
+        if _logger.isEnabledFor(logging.INFO)
+        else ""
+    )
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         resolving = _dsn.resolve_hosts(options)

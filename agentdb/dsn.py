@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
+import pwd
 import re
 import socket
 from typing import Any
@@ -92,6 +94,7 @@ def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
             value = "require" if value else "disable"
         params[key] = str(value)
     _check_client_encoding(params)
+    params = expand_service(params)
     params["client_encoding"] = "UTF8"
     return params
 
@@ -191,6 +194,158 @@ def _split_options(options: str) -> list[str]:
     if in_word:
         words.append("".join(current))
     return words
+
+
+# -- connection service files -----------------------------------------------------
+#
+# libpq reads a service (``service=name`` or PGSERVICE) inside PQconnectStartParams, after
+# resolve_hosts() has run: a host name from the service file would reach PQconnectPoll
+# unresolved and be resolved there with a blocking getaddrinfo() on the event loop. So the
+# service is expanded here first, by libpq's rules (fe-connect.c, parseServiceInfo and
+# parseServiceFile); its parameters become explicit ones and libpq, reading the same file
+# again, finds nothing left to fill in.
+
+_SERVICE_LINE_BUFFER = 1024  # libpq reads service files with fgets() into char[1024]
+_WHITESPACE = b" \t\n\r\v\f"  # isspace() in the C locale
+
+
+def expand_service(params: dict[str, str]) -> dict[str, str]:
+    """``params`` with the parameters of its connection service filled in, as libpq does.
+
+    The service is ``params["service"]``, else the PGSERVICE environment variable; its
+    definition is read from PGSERVICEFILE, else ``~/.pg_service.conf``, and when the
+    service is not there from ``pg_service.conf`` in PGSYSCONFDIR (else libpq's
+    compiled-in ``_core.LIBPQ_SYSCONFDIR``). A parameter given explicitly (non-empty) wins
+    over the file's. Errors are libpq's, word for word (OperationalError). ``params`` is
+    returned unchanged when there is no service, when the service uses an LDAP lookup,
+    or when libpq's system directory is unknown and the service is not in the user's file.
+    """
+    service = params.get("service") or None  # libpq ignores an empty value
+    if service is None:
+        service = os.environ.get("PGSERVICE")
+    if service is None:
+        return params
+    settings: dict[str, str] = {}
+    found = False
+    user_file = params.get("servicefile") or os.environ.get("PGSERVICEFILE")  # servicefile: 18
+    if user_file is None:
+        home = _home_directory()
+        if home is not None:
+            candidate = f"{home}/.pg_service.conf"
+            if _exists(candidate):
+                user_file = candidate
+    try:
+        if user_file is not None:
+            found = _read_service_file(user_file, service, settings)
+        if not found:
+            sysconfdir = os.environ.get("PGSYSCONFDIR")
+            if sysconfdir is None:
+                sysconfdir = _core.LIBPQ_SYSCONFDIR
+                if not sysconfdir:
+                    return params  # only libpq knows where to look
+            system_file = f"{sysconfdir}/pg_service.conf"
+            if _exists(system_file):
+                found = _read_service_file(system_file, service, settings)
+    except _LdapLookup:
+        return params  # libpq does the lookup (and resolves that service's host itself)
+    if not found:
+        raise _core.OperationalError(f'definition of service "{service}" not found')
+    expanded = dict(params)
+    for key, value in settings.items():
+        if not expanded.get(key):
+            expanded[key] = value
+    return expanded
+
+
+class _LdapLookup(Exception):
+    """The service's definition is an LDAP URL: left to libpq."""
+
+
+def _home_directory() -> str | None:
+    # pqGetHomeDirectory: $HOME when set and not empty (since libpq 15, not back-patched),
+    # else the home directory of the effective user
+    home = os.environ.get("HOME")
+    if home and _core.libpq_version() >= 150000:
+        return home
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        return None
+
+
+def _exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _read_service_file(path: str, service: str, settings: dict[str, str]) -> bool:
+    """Add the settings of ``[service]`` in the file at ``path`` to ``settings`` (the first
+    value of a key wins); whether the file defines the service."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; open errors are libpq's
+    except IsADirectoryError:
+        return False  # fopen() succeeds on a directory and fgets() reads nothing
+    except (OSError, ValueError):
+        raise _core.OperationalError(f'service file "{path}" not found') from None
+    name = service.encode()
+    in_group = False
+    with f:
+        for linenr, chunk in enumerate(iter(lambda: f.readline(_SERVICE_LINE_BUFFER - 1), b""), 1):
+            line = chunk.split(b"\0", 1)[0]  # C strings end at a NUL
+            if len(line) >= _SERVICE_LINE_BUFFER - 1:
+                raise _core.OperationalError(
+                    f'line {linenr} too long in service file "{path}"'
+                )
+            line = line.strip(_WHITESPACE)
+            if not line or line.startswith(b"#"):
+                continue
+            if line.startswith(b"["):
+                if in_group:
+                    return True  # the service's group ended
+                in_group = line[1 : 1 + len(name)] == name and line[1 + len(name) :][:1] == b"]"
+                continue
+            if not in_group:
+                continue
+            if line.startswith(b"ldap"):
+                raise _LdapLookup
+            key, eq, value = line.partition(b"=")
+            if not eq:
+                raise _syntax_error(path, linenr)
+            if key == b"service":
+                raise _core.OperationalError(
+                    "nested service specifications not supported in service file "
+                    f'"{path}", line {linenr}'
+                )
+            keyword = key.decode("latin-1")
+            if not _is_libpq_keyword(keyword):
+                raise _syntax_error(path, linenr)
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:  # agentdb hands libpq str, as UTF-8
+                raise _core.OperationalError(
+                    f'invalid UTF-8 in service file "{path}", line {linenr}'
+                ) from None
+            settings.setdefault(keyword, text)
+    return in_group
+
+
+def _syntax_error(path: str, linenr: int) -> Exception:
+    return _core.OperationalError(f'syntax error in service file "{path}", line {linenr}')
+
+
+@functools.cache
+def _is_libpq_keyword(key: str) -> bool:
+    """Whether ``key`` is one of libpq's connection keywords (asked of libpq's parser)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+        return False
+    try:
+        parsed = _core.parse_dsn(f"{key}=x")
+    except _core.InterfaceError:
+        return False
+    return list(parsed) == [key]  # not an alias (requiressl becomes sslmode)
 
 
 def _escape_option(value: str) -> str:
