@@ -293,6 +293,7 @@ async def test_asking_for_another_encoding_is_a_clear_error(
         {"options": "-c client_encoding=UNICODE"},
         {"client_encoding": ""},  # empty: not set, as libpq reads it
     ],
+    ids=["UTF8", "utf8", "UTF-8", "unicode", "Unicode", "server_settings", "options", "empty"],
 )
 async def test_utf8_spellings_are_accepted(latin1_dsn: str, kwargs: dict[str, Any]) -> None:
     conn = await agentdb.connect(latin1_dsn, timeout=10, **kwargs)
