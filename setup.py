@@ -51,6 +51,26 @@ if libpq_prefix:
     library_dirs = runtime_library_dirs = [os.path.join(libpq_prefix, "lib")]
 else:
     include_dirs, library_dirs = find_libpq()
+
+
+def libpq_sysconfdir() -> str:
+    """libpq's compiled-in SYSCONFDIR (where it looks for pg_service.conf when
+    PGSYSCONFDIR is unset), or "" when it cannot be found out."""
+    if libpq_prefix:
+        found = _run(os.path.join(libpq_prefix, "bin", "pg_config"), "--sysconfdir")
+        if found:
+            return found
+        # PostgreSQL's default: PREFIX/etc, plus /postgresql unless the path says pgsql
+        # or postgres (Makefile.global)
+        etc = os.path.join(libpq_prefix, "etc")
+        return etc if "pgsql" in etc or "postgres" in etc else os.path.join(etc, "postgresql")
+    return _run(os.environ.get("PG_CONFIG", "pg_config"), "--sysconfdir") or ""
+
+
+def c_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
 if os.environ.get("AGENTDB_WERROR"):
     extra_compile_args.append("-Werror")
@@ -69,6 +89,7 @@ setup(
             library_dirs=library_dirs,
             runtime_library_dirs=runtime_library_dirs,
             libraries=["pq", "m"],
+            define_macros=[("AGENTDB_LIBPQ_SYSCONFDIR", c_string(libpq_sysconfdir()))],
             extra_compile_args=extra_compile_args,
         )
     ],

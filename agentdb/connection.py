@@ -184,6 +184,10 @@ async def connect(
     statements (for PgBouncer in transaction mode). ``decode_json=False`` returns json and
     jsonb values (and arrays of them) as their JSON text, a ``str``, as asyncpg does, for
     code that parses them itself; by default they come back parsed.
+
+    ``client_encoding`` is always ``UTF8`` (the server converts to and from the database's
+    encoding); a ``client_encoding``, ``server_settings`` entry or ``options`` switch asking
+    for another encoding raises InterfaceError.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be a positive number or None")
@@ -192,8 +196,12 @@ async def connect(
     options = _dsn.parse(dsn, params)
     if timeout is None and options.get("connect_timeout", "0").strip("0 ") != "":
         timeout = float(options["connect_timeout"])
-    secret = options.get("password")
-    target = describe_target(options) if _logger.isEnabledFor(logging.INFO) else ""
+    secret = options.get("password")  # a service file's too: parse() read the file
+    target = (
+        _dsn.scrub(describe_target(options), secret)
+        if _logger.isEnabledFor(logging.INFO)
+        else ""
+    )
     deadline = None if timeout is None else time.monotonic() + timeout
     resolved = _dsn.resolve_without_lookup(options)  # IP addresses, sockets: no await
     if resolved is None:

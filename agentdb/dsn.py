@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
+import pwd
 import re
 import socket
 from typing import Any
@@ -59,7 +61,12 @@ def hide_password(dsn: str) -> str:
 
 
 def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
-    """libpq keywords from a connection string plus keyword arguments (which win)."""
+    """libpq keywords from a connection string plus keyword arguments (which win).
+
+    ``client_encoding`` is always ``UTF8`` (see ``_require_utf8``): a request for another
+    encoding (keyword, URL query, ``server_settings``, ``options=-c client_encoding=...``)
+    raises InterfaceError.
+    """
     params: dict[str, str] = {}
     if dsn:
         text = normalize_url(dsn)
@@ -77,13 +84,268 @@ def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
             continue
         key = _ALIASES.get(key, key)
         if key == "server_settings":
+            for name, setting in value.items():
+                if _guc_name(str(name)) == "client_encoding":
+                    _require_utf8(str(setting), f"server_settings[{name!r}]")
             opts = " ".join(f"-c {k}={_escape_option(str(v))}" for k, v in value.items())
             params["options"] = f"{params.get('options', '')} {opts}".strip()
             continue
         if key == "sslmode" and isinstance(value, bool):
             value = "require" if value else "disable"
         params[key] = str(value)
+    _check_client_encoding(params)
+    params = expand_service(params)
+    params["client_encoding"] = "UTF8"
     return params
+
+
+# -- client_encoding: always UTF8 -------------------------------------------------
+#
+# The C core encodes every str it sends as UTF-8 and decodes every text it receives as
+# UTF-8, so the server must convert to and from the database's encoding: client_encoding
+# is UTF8 on every connection. libpq sends the keyword in the startup packet, where it
+# outranks PGCLIENTENCODING (a default libpq only reads when the keyword is unset), role
+# and database settings (ALTER ROLE/DATABASE ... SET: lower GUC sources than the
+# client's) and ``-c`` switches in ``options`` (the server applies those first). So
+# nothing but an explicit request can ask for another encoding, and that is an error.
+
+# PostgreSQL's names for UTF8, after its clean_encoding_name() (lower case, letters and
+# digits only): "UTF8", "utf-8", "Unicode"...
+_UTF8_NAMES = frozenset({"utf8", "unicode"})
+
+# The switches of a server process that take an argument (postgres.c's getopt string
+# "B:bc:C:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:"): the next word is theirs.
+_SWITCHES_WITH_ARGUMENT = frozenset("BcCDdfhkNprStvW-")
+
+
+def _guc_name(name: str) -> str:
+    # setting names are case-insensitive; "--client-encoding=x" means client_encoding
+    return name.strip().replace("-", "_").lower()
+
+
+def _require_utf8(value: str, where: str) -> None:
+    cleaned = "".join(ch for ch in value.lower() if ch.isascii() and ch.isalnum())
+    if cleaned in _UTF8_NAMES:
+        return
+    raise _core.InterfaceError(
+        f"client_encoding {value!r} (from {where}) is not supported: agentdb talks UTF-8 "
+        "to the server (client_encoding is UTF8 on every connection; the server converts "
+        "to and from the database's encoding). Leave client_encoding out, or set it to UTF8."
+    )
+
+
+def _check_client_encoding(params: dict[str, str]) -> None:
+    requested = params.get("client_encoding")
+    if requested:  # an empty value is no value, for libpq too
+        _require_utf8(requested, "the connection parameter client_encoding")
+    options = params.get("options")
+    if options:
+        for name, value in _option_settings(options):
+            if _guc_name(name) == "client_encoding":
+                _require_utf8(value, f"options: {name}={value}")
+
+
+def _option_settings(options: str) -> list[tuple[str, str]]:
+    """The ``name=value`` settings that ``-c name=value``, ``-cname=value`` and
+    ``--name=value`` switches in a libpq ``options`` string give the server."""
+    words = _split_options(options)
+    found: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if len(word) < 2 or word[0] != "-":
+            continue
+        for pos in range(1, len(word)):  # clustered switches: -Fc name=value
+            switch = word[pos]
+            if switch not in _SWITCHES_WITH_ARGUMENT:
+                continue
+            argument = word[pos + 1 :]
+            if not argument and i < len(words):
+                argument = words[i]
+                i += 1
+            if switch in "c-":
+                name, _, value = argument.partition("=")
+                found.append((name, value))
+            break
+    return found
+
+
+def _split_options(options: str) -> list[str]:
+    """The words of an ``options`` string, as the server splits it (pg_split_opts):
+    separated by white space, a backslash takes the next character literally."""
+    words: list[str] = []
+    current: list[str] = []
+    escaped = in_word = False
+    for ch in options:
+        if escaped:
+            current.append(ch)
+            escaped = False
+            in_word = True
+        elif ch == "\\":
+            escaped = in_word = True
+        elif ch in " \t\n\r\v\f":
+            if in_word:
+                words.append("".join(current))
+                current, in_word = [], False
+        else:
+            current.append(ch)
+            in_word = True
+    if in_word:
+        words.append("".join(current))
+    return words
+
+
+# -- connection service files -----------------------------------------------------
+#
+# libpq reads a service (``service=name`` or PGSERVICE) inside PQconnectStartParams, after
+# resolve_hosts() has run: a host name from the service file would reach PQconnectPoll
+# unresolved and be resolved there with a blocking getaddrinfo() on the event loop. So the
+# service is expanded here first, by libpq's rules (fe-connect.c, parseServiceInfo and
+# parseServiceFile); its parameters become explicit ones and libpq, reading the same file
+# again, finds nothing left to fill in.
+
+_SERVICE_LINE_BUFFER = 1024  # libpq reads service files with fgets() into char[1024]
+_WHITESPACE = b" \t\n\r\v\f"  # isspace() in the C locale
+
+
+def expand_service(params: dict[str, str]) -> dict[str, str]:
+    """``params`` with the parameters of its connection service filled in, as libpq does.
+
+    The service is ``params["service"]``, else the PGSERVICE environment variable; its
+    definition is read from PGSERVICEFILE, else ``~/.pg_service.conf``, and when the
+    service is not there from ``pg_service.conf`` in PGSYSCONFDIR (else libpq's
+    compiled-in ``_core.LIBPQ_SYSCONFDIR``). A parameter given explicitly (non-empty) wins
+    over the file's. Errors are libpq's, word for word (OperationalError). ``params`` is
+    returned unchanged when there is no service, when the service uses an LDAP lookup,
+    or when libpq's system directory is unknown and the service is not in the user's file.
+    """
+    service = params.get("service") or None  # libpq ignores an empty value
+    if service is None:
+        service = os.environ.get("PGSERVICE")
+    if service is None:
+        return params
+    settings: dict[str, str] = {}
+    found = False
+    user_file = params.get("servicefile") or os.environ.get("PGSERVICEFILE")  # servicefile: 18
+    if user_file is None:
+        home = _home_directory()
+        if home is not None:
+            candidate = f"{home}/.pg_service.conf"
+            if _exists(candidate):
+                user_file = candidate
+    try:
+        if user_file is not None:
+            found = _read_service_file(user_file, service, settings)
+        if not found:
+            sysconfdir = os.environ.get("PGSYSCONFDIR")
+            if sysconfdir is None:
+                sysconfdir = _core.LIBPQ_SYSCONFDIR
+                if not sysconfdir:
+                    return params  # only libpq knows where to look
+            system_file = f"{sysconfdir}/pg_service.conf"
+            if _exists(system_file):
+                found = _read_service_file(system_file, service, settings)
+    except _LdapLookup:
+        return params  # libpq does the lookup (and resolves that service's host itself)
+    if not found:
+        raise _core.OperationalError(f'definition of service "{service}" not found')
+    expanded = dict(params)
+    for key, value in settings.items():
+        if not expanded.get(key):
+            expanded[key] = value
+    return expanded
+
+
+class _LdapLookup(Exception):
+    """The service's definition is an LDAP URL: left to libpq."""
+
+
+def _home_directory() -> str | None:
+    # pqGetHomeDirectory: $HOME when set and not empty (since libpq 15, not back-patched),
+    # else the home directory of the effective user
+    home = os.environ.get("HOME")
+    if home and _core.libpq_version() >= 150000:
+        return home
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        return None
+
+
+def _exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _read_service_file(path: str, service: str, settings: dict[str, str]) -> bool:
+    """Add the settings of ``[service]`` in the file at ``path`` to ``settings`` (the first
+    value of a key wins); whether the file defines the service."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; open errors are libpq's
+    except IsADirectoryError:
+        return False  # fopen() succeeds on a directory and fgets() reads nothing
+    except (OSError, ValueError):
+        raise _core.OperationalError(f'service file "{path}" not found') from None
+    name = service.encode()
+    in_group = False
+    with f:
+        for linenr, chunk in enumerate(iter(lambda: f.readline(_SERVICE_LINE_BUFFER - 1), b""), 1):
+            line = chunk.split(b"\0", 1)[0]  # C strings end at a NUL
+            if len(line) >= _SERVICE_LINE_BUFFER - 1:
+                raise _core.OperationalError(
+                    f'line {linenr} too long in service file "{path}"'
+                )
+            line = line.strip(_WHITESPACE)
+            if not line or line.startswith(b"#"):
+                continue
+            if line.startswith(b"["):
+                if in_group:
+                    return True  # the service's group ended
+                in_group = line[1 : 1 + len(name)] == name and line[1 + len(name) :][:1] == b"]"
+                continue
+            if not in_group:
+                continue
+            if line.startswith(b"ldap"):
+                raise _LdapLookup
+            key, eq, value = line.partition(b"=")
+            if not eq:
+                raise _syntax_error(path, linenr)
+            if key == b"service":
+                raise _core.OperationalError(
+                    "nested service specifications not supported in service file "
+                    f'"{path}", line {linenr}'
+                )
+            keyword = key.decode("latin-1")
+            if not _is_libpq_keyword(keyword):
+                raise _syntax_error(path, linenr)
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:  # agentdb hands libpq str, as UTF-8
+                raise _core.OperationalError(
+                    f'invalid UTF-8 in service file "{path}", line {linenr}'
+                ) from None
+            settings.setdefault(keyword, text)
+    return in_group
+
+
+def _syntax_error(path: str, linenr: int) -> Exception:
+    return _core.OperationalError(f'syntax error in service file "{path}", line {linenr}')
+
+
+@functools.cache
+def _is_libpq_keyword(key: str) -> bool:
+    """Whether ``key`` is one of libpq's connection keywords (asked of libpq's parser)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+        return False
+    try:
+        parsed = _core.parse_dsn(f"{key}=x")
+    except _core.InterfaceError:
+        return False
+    return list(parsed) == [key]  # not an alias (requiressl becomes sslmode)
 
 
 def _escape_option(value: str) -> str:

@@ -8,6 +8,12 @@
 
 static struct PyModuleDef agentdb_module;
 
+/* libpq's compiled-in SYSCONFDIR (setup.py asks pg_config): the directory of the system
+   pg_service.conf when PGSYSCONFDIR is unset; "" when the build could not tell. */
+#ifndef AGENTDB_LIBPQ_SYSCONFDIR
+#define AGENTDB_LIBPQ_SYSCONFDIR ""
+#endif
+
 /* Works for Python subclasses of our types too: walks the MRO to the heap
    type defined by this module (PyType_GetModuleByDef, before 3.11). */
 agentdb_state *agentdb_state_from_type(PyTypeObject *tp)
@@ -132,6 +138,9 @@ static int module_exec(PyObject *module)
     }
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     if (st->kwnames_loop == NULL) {
+        return -1;
+    }
+    if (PyModule_AddStringConstant(module, "LIBPQ_SYSCONFDIR", AGENTDB_LIBPQ_SYSCONFDIR) < 0) {
         return -1;
     }
     if (agentdb_errors_setup(module, st) < 0 || agentdb_record_setup(module, st) < 0 ||
