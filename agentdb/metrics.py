@@ -69,6 +69,18 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "failed_pings": ("pings_failed", "Liveness pings that failed."),
     "connect_errors": ("connect_errors", "Failed connection attempts."),
     "rollbacks": ("rollbacks", "Connections rolled back when released inside a transaction."),
+    "session_resets": (
+        "session_resets",
+        "Sessions reset after their user changed them (SET, LISTEN, temporary tables...).",
+    ),
+    "isolated_shortcuts": (
+        "isolated_shortcuts",
+        "Shortcut statements that changed the session and ran on a connection of their own.",
+    ),
+    "grown_for_wait": (
+        "grown_for_wait",
+        "Shortcuts that opened a connection rather than queue behind long statements.",
+    ),
     "leaked": ("connections_leaked", "Connections garbage-collected while checked out."),
     "queries_cancelled": (
         "queries_cancelled",

@@ -122,6 +122,38 @@ async def pool_paths() -> None:
         pass
 
 
+async def sharing_paths() -> None:
+    """Session-changing shortcuts (run alone, then reset), the reset of a released
+    session, a reset coroutine, scheduling by expected wait, abandoned statements
+    cancelled as the head advances, and the statement classifier."""
+
+    async def user_reset(conn: agentdb.Connection) -> None:
+        await conn.reset()
+
+    for reset in (None, "transaction", user_reset):
+        pool = await agentdb.create_pool(DSN, pool_size=2, max_overflow=1, reset=reset)
+        await asyncio.gather(
+            pool.execute("SET search_path = pg_catalog"),
+            pool.execute("BEGIN"),
+            pool.fetchval("SELECT pg_advisory_lock(1)"),
+            *(pool.fetchval("SELECT $1::int", i) for i in range(50)),
+        )
+        async with pool.acquire() as c:
+            await c.execute("CREATE TEMP TABLE t (a int)")
+            await c.execute("PREPARE p AS SELECT 1")
+            await c.execute("BEGIN")
+        tasks = [asyncio.ensure_future(pool.fetchval("SELECT pg_sleep(5)")) for _ in range(6)]
+        await asyncio.sleep(0.1)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.fetchval("SELECT 1")
+        pool._profiles()
+        await pool.close(timeout=5)
+    for sql in ("SELECT 'x", "SET NAMES 'latin1'", "BEGIN; SET x = 1; COMMIT", "$1$", ""):
+        _core._classify_sql(sql)
+
+
 def decoder_paths() -> None:
     for oid in (16, 17, 20, 21, 23, 25, 26, 114, 700, 701, 1082, 1083, 1114, 1184, 1186,
                 1266, 1700, 2950, 3802, 1007, 1009, 1231):
@@ -138,6 +170,7 @@ async def main() -> None:
     for _ in range(2):
         await connection_paths()
         await pool_paths()
+        await sharing_paths()
         decoder_paths()
     gc.collect()
     print("core paths: ok")
