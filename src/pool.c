@@ -479,6 +479,26 @@ static void ping_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result)
     Py_DECREF(c);
 }
 
+/* A connection (in no list) starts serving shortcuts, `solo` when one that changes the
+   session runs on it alone.  A session its last borrower left changed (the
+   "transaction" reset rule keeps such state) is reset first, ahead of the shortcuts:
+   they always start from a clean session.  0 => ok, -1 => error set. */
+static int pool_share(agentdb_Pool *p, agentdb_Connection *c, int solo)
+{
+    if (PyList_Append(p->shared, (PyObject *)c) < 0) {
+        return -1;
+    }
+    c->pool_state = POOLST_SHARED;
+    c->pool_solo = solo;
+    if (c->session_flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE)) {
+        if (agentdb_connection_queue_reset(c, 0, 1, p->reset_timeout) < 0) {
+            PyErr_Clear(); /* not open any more: its close hook takes it out of the list */
+        }
+        p->n_resets++;
+    }
+    return 0;
+}
+
 /* Give a connection (not in any list) to a waiter. 0 => handed over,
    -1 => the waiter could not take it (the caller keeps the connection). */
 static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_Waiter *w)
@@ -486,11 +506,9 @@ static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_W
     agentdb_state *st = pool_state(p);
     record_wait(p, w->since);
     if (w->shortcut) {
-        if (PyList_Append(p->shared, (PyObject *)c) < 0) {
+        if (pool_share(p, c, w->solo) < 0) {
             return -1;
         }
-        c->pool_state = POOLST_SHARED;
-        c->pool_solo = w->solo;
         int kind = w->args != NULL && PyTuple_GET_SIZE(w->args) == 0 &&
                            w->mode == AGENTDB_MODE_STATUS
                        ? OPK_SIMPLE
@@ -583,13 +601,14 @@ static void pool_serve(agentdb_Pool *p)
 
 static void pool_run_user_reset(agentdb_Pool *p, agentdb_Connection *c);
 
-/* A connection back from its user (`released`: an acquire, or a shortcut that ran
-   alone) or from shortcuts, with nothing of theirs left in flight and in no list:
-   queue what resets its session, then hand it out again at once.  The reset travels
-   ahead of the next user's statements on the same pipeline: it costs them no round
-   trip of their own, and a session that ran only ordinary statements, outside a
-   transaction, needs none. */
-static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int released)
+/* A connection back from its user (`from_acquire`: acquire() and release()) or from
+   shortcuts, with nothing of theirs left in flight and in no list: queue what resets
+   its session, then hand it out again at once.  The reset travels ahead of the next
+   user's statements on the same pipeline: it costs them no round trip of their own,
+   and a session that ran only ordinary statements, outside a transaction, needs none.
+   A released connection follows the pool's reset rule; shortcuts, whatever the rule,
+   leave nothing behind (a session-changing one ran alone). */
+static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int from_acquire)
 {
     if (!agentdb_connection_alive(c)) {
         c->pool_state = POOLST_RESETTING; /* counted nowhere while it closes */
@@ -602,7 +621,7 @@ static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int released)
     /* Nothing in flight: libpq's status is exact. */
     int rollback = !agentdb_connection_txn_idle(c);
     int dirty = (c->session_flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE)) != 0;
-    int session = p->reset_mode == RESET_SESSION && dirty;
+    int session = dirty && (!from_acquire || p->reset_mode == RESET_SESSION);
     if ((rollback || session) &&
         agentdb_connection_queue_reset(c, rollback, session, p->reset_timeout) < 0) {
         PyErr_Clear();
@@ -615,7 +634,7 @@ static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int released)
     }
     p->n_rollbacks += rollback;
     p->n_resets += session;
-    if (p->reset_mode == RESET_CALLABLE && (released || dirty)) {
+    if (from_acquire && p->reset_mode == RESET_CALLABLE) {
         pool_run_user_reset(p, c);
         return;
     }
@@ -627,9 +646,9 @@ static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int released)
 void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c)
 {
     agentdb_Pool *p = (agentdb_Pool *)pool;
-    int released;
+    int from_acquire;
     if (c->pool_state == POOLST_SHARED) {
-        released = c->pool_solo;
+        from_acquire = 0;
         if (list_remove(p->shared, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
@@ -638,12 +657,12 @@ void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c)
         if (c->pool_user_reset == USER_RESET_RUNNING) {
             return; /* the user's reset coroutine decides */
         }
-        released = c->pool_user_reset != USER_RESET_DONE;
+        from_acquire = c->pool_user_reset != USER_RESET_DONE;
         c->pool_user_reset = USER_RESET_NONE;
         if (list_remove(p->resetting, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
-        if (!released) {
+        if (!from_acquire) {
             c->pool_state = POOLST_OPENING; /* reset by its user's coroutine: done */
             Py_INCREF(c);
             pool_make_available(p, c);
@@ -655,7 +674,7 @@ void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c)
         return; /* idle with its reset just done, or in use */
     }
     Py_INCREF(c);
-    pool_recycle(p, c, released);
+    pool_recycle(p, c, from_acquire);
     Py_DECREF(c);
 }
 
@@ -1338,13 +1357,9 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
     agentdb_Connection *c = NULL;
     if (p->nwaiters == 0) {
         c = pool_pop_idle(p);
-        if (c != NULL) {
-            if (PyList_Append(p->shared, (PyObject *)c) < 0) {
-                Py_DECREF(c);
-                goto error;
-            }
-            c->pool_state = POOLST_SHARED;
-            c->pool_solo = solo;
+        if (c != NULL && pool_share(p, c, solo) < 0) {
+            Py_DECREF(c);
+            goto error;
         }
     }
     if (c == NULL && !solo && pool_count(p) >= p->pool_size) {

@@ -154,6 +154,33 @@ async def test_reset_transaction_keeps_session_state(pg_dsn: str) -> None:
         await pool.close(timeout=5)
 
 
+@pytest.mark.parametrize("reset", ["transaction", "callable"])
+async def test_shortcuts_start_from_a_clean_session_whatever_the_rule(
+    pg_dsn: str, reset: str
+) -> None:
+    """A borrower's session state that the rule lets persist never reaches a shortcut;
+    and a shortcut's own session change is reset by the pool whatever the rule."""
+
+    async def keep(conn: agentdb.Connection) -> None:
+        return None
+
+    pool = await agentdb.create_pool(
+        pg_dsn, pool_size=1, max_overflow=0, reset=keep if reset == "callable" else reset
+    )
+    try:
+        async with pool.acquire() as c:
+            await c.execute("SET search_path = pg_catalog")
+        if reset == "transaction":
+            async with pool.acquire() as c:  # kept for the next borrower...
+                assert await c.fetchval("SHOW search_path") == "pg_catalog"
+        # ... but not for a shortcut
+        assert await pool.fetchval("SHOW search_path") == '"$user", public'
+        await pool.execute("SET search_path = pg_catalog")
+        assert await pool.fetchval("SHOW search_path") == '"$user", public'
+    finally:
+        await pool.close(timeout=5)
+
+
 async def test_reset_callable_runs_on_every_release(pg_dsn: str) -> None:
     calls: list[int] = []
 
