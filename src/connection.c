@@ -324,9 +324,14 @@ static PyObject *timeout_error(double timeout)
 /* `op` left the FIFO: its expected duration no longer counts. */
 static void conn_uncount(agentdb_Connection *c, agentdb_Op *op)
 {
-    c->est_sum = c->nops > 0 ? c->est_sum - op->est : 0.0;
-    if (c->est_sum < 0) {
-        c->est_sum = 0; /* rounding */
+    if (op->est == AGENTDB_EST_UNKNOWN) {
+        c->n_unknown--;
+    }
+    else {
+        c->est_sum -= op->est;
+    }
+    if (c->nops == 0 || c->est_sum < 0) {
+        c->est_sum = 0; /* nothing left, or rounding */
     }
 }
 
@@ -347,6 +352,7 @@ static void conn_fail_ops(agentdb_Connection *c, PyObject *exc)
     c->tail = NULL;
     c->nops = 0;
     c->est_sum = 0;
+    c->n_unknown = 0;
 }
 
 static void conn_release_pg(agentdb_Connection *c)
@@ -636,6 +642,7 @@ static void op_sent(agentdb_Connection *c, agentdb_Op *op)
 {
     if (op == c->head) {
         op->started_at = agentdb_monotonic(); /* nothing ahead: the server starts it now */
+        op->sent_as_head = 1;
     }
     if (op->sqlflags & AGENTDB_SQL_PREPARE) {
         /* DEALLOCATE ALL or DISCARD ALL may drop our statements: statements sent after
@@ -1251,19 +1258,14 @@ static void add_pooler_hint(PyObject *exc)
 }
 
 /* A shortcut's statement ran: its duration, from the moment the server turned to it,
-   goes into the moving average the pool schedules by. */
+   goes to the pool that schedules by it. */
 static void op_measure(agentdb_Connection *c, agentdb_Op *op)
 {
-    agentdb_StmtProfile *pr = (agentdb_StmtProfile *)op->profile;
-    if (pr == NULL || op->abandoned || op->started_at <= 0) {
+    if (op->profile == NULL || c->pool == NULL || op->abandoned || op->started_at <= 0) {
         return;
     }
-    double d = agentdb_monotonic() - op->started_at;
-    pr->mean = pr->runs == 0 ? d : pr->mean + (d - pr->mean) * 0.25;
-    pr->runs++;
-    if (c->pool != NULL) {
-        agentdb_pool_measured(c->pool, d);
-    }
+    agentdb_pool_measured(c->pool, op->profile, agentdb_monotonic() - op->started_at,
+                          op->sent_as_head);
 }
 
 /* The transaction status after `op`'s phase, from the status before it: libpq tells it
@@ -1328,6 +1330,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
         Py_CLEAR(op->rows);
         op->chunk_tried = 0;
         op->started_at = 0;
+        op->sent_as_head = 0;
         op->st = OPST_QUEUED;
         return;
     }
@@ -1578,6 +1581,9 @@ static void conn_on_read(PyObject *self, PyObject *arg)
         return;
     }
     c->reads++;
+    if (c->pool != NULL) {
+        agentdb_pool_note_read(c->pool, agentdb_monotonic());
+    }
     if (!PQconsumeInput(c->pg)) {
         conn_lost(c, NULL);
         return;
@@ -1921,16 +1927,19 @@ static int conn_check_ready(agentdb_Connection *c)
 #define INTERNAL_STATEMENT_SECONDS 0.0005
 #define UNWEIGHED_STATEMENT_SECONDS 0.001
 
-double agentdb_connection_expected_wait(agentdb_Connection *c, double now)
+double agentdb_connection_expected_wait(agentdb_Connection *c, double now, double seen,
+                                        double unknown_est, double slack)
 {
     agentdb_Op *op = c->head;
-    double wait = c->est_sum;
+    double wait = c->est_sum + (double)c->n_unknown * unknown_est;
     if (op != NULL && op->started_at > 0) {
+        double est = op->est == AGENTDB_EST_UNKNOWN ? unknown_est : op->est;
         /* The head runs: what remains of it.  Past twice its usual time it is held up
-           by something (a lock, a bad plan): expect it to run as long again. */
-        double ran = now - op->started_at;
-        double left = ran > 2 * op->est + 0.001 ? ran : op->est - ran;
-        wait += (left > 0 ? left : 0) - op->est;
+           by something (a lock, a bad plan): expect it to run as long again.  With no
+           read at all since it started, nothing says the client was late: now counts. */
+        double ran = (seen >= op->started_at ? seen : now) - op->started_at;
+        double left = ran > 2 * est + slack ? ran : est - ran;
+        wait += (left > 0 ? left : 0) - est;
     }
     return wait > 0 ? wait : 0;
 }
@@ -1964,10 +1973,15 @@ static int conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
     }
     c->tail = op;
     c->nops++;
-    if (op->est <= 0) {
+    if (op->est == 0) {
         op->est = op->fut == NULL ? INTERNAL_STATEMENT_SECONDS : UNWEIGHED_STATEMENT_SECONDS;
     }
-    c->est_sum += op->est;
+    if (op->est == AGENTDB_EST_UNKNOWN) {
+        c->n_unknown++;
+    }
+    else {
+        c->est_sum += op->est;
+    }
     c->last_used = agentdb_monotonic();
     Py_CLEAR(c->connect_fut_done); /* in use: whoever connected it has it */
     if (c->watchdog == NULL && c->cb_watchdog != NULL) {

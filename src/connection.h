@@ -67,7 +67,10 @@ struct agentdb_Op {
     int chunk_tried; /* chunked rows mode was asked for its Execute (libpq 17+) */
     unsigned sqlflags; /* AGENTDB_SQL_* of its text (sqlclass.h); internal ops: as queued */
     double started_at; /* when the server began it (sent, and everything before it done) */
-    double est;        /* its expected duration when queued, seconds (in c->est_sum) */
+    int sent_as_head;  /* it went out with nothing ahead of it */
+    /* Its expected duration, seconds (in c->est_sum); AGENTDB_EST_UNKNOWN for a text
+       the pool has not timed yet (counted in c->n_unknown, weighed when asked). */
+    double est;
     PyObject *profile; /* the pool's agentdb_StmtProfile of its SQL (shortcuts), or NULL */
     const char *const *batch; /* OPK_BATCH: its statements (static strings) */
     int nbatch;
@@ -113,7 +116,8 @@ struct agentdb_Connection {
     unsigned long reads, reads_seen, stalls;
     agentdb_Op *head, *tail;
     Py_ssize_t nops;
-    double est_sum; /* the sum of op->est over the FIFO */
+    double est_sum;       /* the sum of op->est over the FIFO's timed ops */
+    Py_ssize_t n_unknown; /* the FIFO's ops of untimed texts */
     unsigned long long next_op_id;
     PyObject *connect_fut;
     PyObject *connect_timer;
@@ -178,9 +182,11 @@ int agentdb_connection_alive(agentdb_Connection *c);
    `done` (may be NULL); `sqlflags`: its AGENTDB_SQL_* (AGENTDB_SQL_END for ROLLBACK). */
 int agentdb_connection_internal(agentdb_Connection *c, const char *sql, double timeout,
                                 agentdb_op_done_fn done, unsigned sqlflags);
+/* `est` of a statement whose text the pool has not timed yet. */
+#define AGENTDB_EST_UNKNOWN (-1.0)
 /* Queue a statement for a future that already exists (pool shortcuts).  `profile`
    (an agentdb_StmtProfile or NULL) gives its flags and learns its duration; `est`
-   is its expected duration in seconds (<= 0: nobody weighs it). */
+   is its expected duration in seconds, AGENTDB_EST_UNKNOWN, or 0 (nobody weighs it). */
 int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode,
                               PyObject *sql, PyObject *args, int column, double timeout,
                               PyObject *profile, double est);
@@ -208,9 +214,14 @@ int agentdb_connection_queue_reset(agentdb_Connection *c, int rollback, int sess
 /* 1 when every statement the server is running or has been sent is abandoned:
    it takes no new statements until they are gone. */
 int agentdb_connection_draining(agentdb_Connection *c);
-/* The expected time, in seconds, before a statement queued now would start:
-   from the durations the pool has seen for the statements ahead of it. */
-double agentdb_connection_expected_wait(agentdb_Connection *c, double now);
+/* The expected time, in seconds, before a statement queued now would start: from the
+   durations the pool has seen for the statements ahead of it.  `seen`: the last moment
+   the loop is known to have read its sockets (the running statement was unfinished
+   then); the time since is not counted against the running statement, since it may be
+   the client, not the server, that was slow.  The running statement counts as held
+   up once it ran twice its usual time plus `slack`. */
+double agentdb_connection_expected_wait(agentdb_Connection *c, double now, double seen,
+                                        double unknown_est, double slack);
 
 /* What the pool knows of one SQL text run through its shortcuts. */
 typedef struct {
@@ -228,8 +239,13 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c);
 /* A statement's awaiter gave up (timeout, cancellation); `on_server` when
    it had reached the server (then it is cancelled there or left to finish). */
 void agentdb_pool_count_abandoned(PyObject *pool, int on_server);
-/* A shortcut's statement took `seconds` on the server. */
-void agentdb_pool_measured(PyObject *pool, double seconds);
+/* The loop read one of the pool's sockets at `now`. */
+void agentdb_pool_note_read(PyObject *pool, double now);
+/* A shortcut's statement (of `profile`) took `seconds` from the moment the server
+   turned to it; `round_trip`: it went out with nothing ahead of it, so the time
+   includes a round trip. */
+void agentdb_pool_measured(PyObject *pool, PyObject *profile, double seconds,
+                           int round_trip);
 /* The connection object is being destroyed while checked out. */
 void agentdb_pool_conn_lost_by_gc(PyObject *pool, agentdb_Connection *c);
 

@@ -18,9 +18,16 @@ enum { USER_RESET_NONE, USER_RESET_RUNNING, USER_RESET_DONE };
 
 /* Statement texts the pool keeps timings for; beyond, the oldest is forgotten. */
 #define PROFILES_MAX 1024
-/* A shortcut expected to wait longer than this on the best shared connection gets a
-   new connection instead, when the pool may grow (seconds). */
+/* A shortcut expected to wait longer than this on the best shared connection (seconds),
+   and longer than GROW_QUEUE_FACTOR typical statements per statement queued there,
+   gets a new connection instead when the pool may grow: the wait is then held up by a
+   long statement, not by a busy pool (where more connections would not help). */
 #define GROW_AFTER 0.010
+#define GROW_QUEUE_FACTOR 8
+/* The least a statement in a queue is counted for (seconds): below, differences are
+   noise (how a statement's time splits between it and the one before), and queues of
+   fast statements are then weighed by their length. */
+#define EST_FLOOR 0.0001
 
 /* A task waiting for a connection: for itself (acquire) or for one statement
    (a pool shortcut such as pool.fetchval). */
@@ -54,6 +61,14 @@ typedef struct {
     /* The typical shortcut's duration: a moving average of the logarithm of every
        measured duration (a geometric mean: rare slow statements barely move it). */
     double log_typical, typical;
+    unsigned long long n_measured;
+    /* The same for statements that went out with nothing ahead of them: a round trip,
+       as the client sees it (its own delays in reading included). */
+    double log_typical_rtt, typical_rtt;
+    unsigned long long n_measured_rtt;
+    /* When the loop last read one of the pool's sockets: a statement unanswered then
+       was still running on the server (one loop iteration reads every socket ready). */
+    double last_read;
     PyObject *idle;      /* list, used as a stack: the most recently used last */
     PyObject *shared;    /* list of connections running shortcut statements */
     PyObject *resetting; /* list of released connections being drained, rolled back or pinged */
@@ -804,11 +819,39 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
     PyErr_SetRaisedException(saved);
 }
 
-void agentdb_pool_measured(PyObject *pool, double seconds)
+void agentdb_pool_note_read(PyObject *pool, double now)
+{
+    ((agentdb_Pool *)pool)->last_read = now;
+}
+
+/* One more measurement into a geometric moving average: the plain mean of the
+   first ones, then a moving average (the prior gives way fast). */
+static void typical_add(double *log_avg, double *avg, unsigned long long *n, double seconds)
+{
+    double weight = *n < 16 ? 1.0 / (double)(*n + 2) : 0.05;
+    (*n)++;
+    *log_avg += (log(seconds > 1e-6 ? seconds : 1e-6) - *log_avg) * weight;
+    *avg = exp(*log_avg);
+}
+
+void agentdb_pool_measured(PyObject *pool, PyObject *profile, double seconds, int round_trip)
 {
     agentdb_Pool *p = (agentdb_Pool *)pool;
-    p->log_typical += (log(seconds > 1e-6 ? seconds : 1e-6) - p->log_typical) * 0.05;
-    p->typical = exp(p->log_typical);
+    agentdb_StmtProfile *pr = (agentdb_StmtProfile *)profile;
+    /* What a statement costs a queue is its time on the server: a statement that went
+       out alone waited a round trip besides (the same for every connection), one
+       pipelined behind others did not.  Without this, one text's samples would swing
+       between the two and so would every queue's estimate. */
+    if (round_trip) {
+        typical_add(&p->log_typical_rtt, &p->typical_rtt, &p->n_measured_rtt, seconds);
+        seconds -= p->typical_rtt;
+        if (seconds < 1e-6) {
+            seconds = 1e-6;
+        }
+    }
+    typical_add(&p->log_typical, &p->typical, &p->n_measured, seconds);
+    pr->mean = pr->runs == 0 ? seconds : pr->mean + (seconds - pr->mean) * 0.25;
+    pr->runs++;
 }
 
 void agentdb_pool_count_abandoned(PyObject *pool, int on_server)
@@ -1212,24 +1255,36 @@ static agentdb_StmtProfile *pool_profile(agentdb_Pool *p, PyObject *sql)
     return rc < 0 ? NULL : pr;
 }
 
-/* The expected duration of a shortcut's statement: what its text took so far; for a
-   text not timed yet, a few typical statements' worth (the prior: most statements
-   are like the others; the head of a queue that overruns its estimate is then
-   avoided by its age, agentdb_connection_expected_wait). */
+/* The expected duration of a shortcut's statement: what its text took so far, or
+   AGENTDB_EST_UNKNOWN, weighed when a queue is weighed by pool_unknown_est. */
 static double pool_estimate(agentdb_Pool *p, agentdb_StmtProfile *pr)
 {
-    if (pr->runs > 0) {
-        return pr->mean;
+    (void)p;
+    if (pr->runs == 0) {
+        return AGENTDB_EST_UNKNOWN;
     }
-    double guess = 4 * p->typical;
-    return guess > 0.001 ? guess : 0.001;
+    return pr->mean > EST_FLOOR ? pr->mean : EST_FLOOR;
+}
+
+/* The typical statement's time on the server, at least EST_FLOOR. */
+static double pool_typical(agentdb_Pool *p)
+{
+    return p->typical > EST_FLOOR ? p->typical : EST_FLOOR;
+}
+
+/* What a statement of a text not timed yet is expected to take: a few typical
+   statements' worth (most statements are like the others; one that overruns this is
+   then avoided by its age, agentdb_connection_expected_wait). */
+static double pool_unknown_est(agentdb_Pool *p)
+{
+    return 4 * pool_typical(p);
 }
 
 /* May a shortcut queue on this shared connection? */
 static int pool_shareable(agentdb_Connection *c)
 {
-    if (c->pool_solo || c->pool_reserved || !agentdb_connection_alive(c)) {
-        return 0;
+    if (c->pool_solo || c->pool_reserved || c->state != CONN_READY) {
+        return 0; /* (a connection that broke is closed as soon as its socket says so) */
     }
     /* Statements all abandoned and being cancelled: it takes nothing new until they
        are gone (a cancel must only ever hit an abandoned statement). */
@@ -1240,7 +1295,10 @@ static int pool_shareable(agentdb_Connection *c)
    expected wait in *wait; NULL when no shared connection may take a shortcut. */
 static agentdb_Connection *pool_pick_shared(agentdb_Pool *p, double *wait)
 {
-    double now = agentdb_monotonic();
+    double now = agentdb_monotonic(), seen = p->last_read, unknown_est = pool_unknown_est(p);
+    /* A running statement counts as held up past twice its usual time plus this: a
+       few of the pool's round trips (which include the client's own delays). */
+    double slack = 4 * p->typical_rtt + 0.001;
     agentdb_Connection *best = NULL;
     *wait = INFINITY;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(p->shared); i++) {
@@ -1248,7 +1306,7 @@ static agentdb_Connection *pool_pick_shared(agentdb_Pool *p, double *wait)
         if (!pool_shareable(s)) {
             continue;
         }
-        double w = agentdb_connection_expected_wait(s, now);
+        double w = agentdb_connection_expected_wait(s, now, seen, unknown_est, slack);
         if (w < *wait) {
             *wait = w;
             best = s;
@@ -1362,12 +1420,15 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
             goto error;
         }
     }
-    if (c == NULL && !solo && pool_count(p) >= p->pool_size) {
-        /* At pool_size: queue behind other shortcuts rather than wait here, unless the
-           best queue is long and a new connection may be opened instead. */
+    if (c == NULL && !solo && pool_count(p) >= p->pool_size && p->opening <= p->nwaiters) {
+        /* At pool_size, no connect in progress that no waiter claimed yet: queue behind
+           other shortcuts rather than wait here, unless the best queue is held up by a
+           long statement and a new connection may be opened instead. */
         double wait;
         agentdb_Connection *best = pool_pick_shared(p, &wait);
-        if (best != NULL && wait > GROW_AFTER && pool_may_grow(p)) {
+        if (best != NULL && wait > GROW_AFTER &&
+            wait > GROW_QUEUE_FACTOR * (double)best->nops * pool_typical(p) &&
+            pool_may_grow(p)) {
             p->n_grown_for_wait++;
             best = NULL;
         }
@@ -1653,8 +1714,8 @@ static int Pool_init(PyObject *self, PyObject *args, PyObject *kwargs)
     p->ping_after = ping_after;
     p->reset_timeout = reset > 0 ? reset : 5;
     p->reset_mode = reset_mode;
-    p->typical = 0.001; /* until statements are timed */
-    p->log_typical = log(p->typical);
+    p->typical = p->typical_rtt = 0.0002; /* until timed: a query on a local network */
+    p->log_typical = p->log_typical_rtt = log(p->typical);
     p->reset_cb = reset_mode == RESET_CALLABLE ? Py_NewRef(reset_arg) : NULL;
     p->user_resets = PyDict_New();
     p->profiles = PyDict_New();
