@@ -2312,6 +2312,20 @@ PyObject *agentdb_seq_snapshot(PyObject *v, const char *errmsg)
     return items;
 }
 
+PyObject *agentdb_iter_snapshot(PyObject *v)
+{
+    if (!PyList_Check(v)) {
+        return PyObject_GetIter(v);
+    }
+    PyObject *items = PyList_AsTuple(v);
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(items);
+    Py_DECREF(items);
+    return it;
+}
+
 /* Wraps the element text at p->buf[start:] in double quotes if the array literal
    needs it (empty, NULL, blanks, or delimiters), escaping " and backslash. */
 static int quote_array_elem(agentdb_params *p, size_t start)

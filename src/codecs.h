@@ -52,6 +52,10 @@ int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
    `errmsg` (when not NULL) replaces the TypeError of a value that is not iterable.
    New reference, or NULL with an error set. */
 PyObject *agentdb_seq_snapshot(PyObject *v, const char *errmsg);
+/* An iterator over `v`; over a snapshot of it when it is a list, so that Python code run
+   while its items are used cannot add items without end or remove them (COPY records).
+   New reference, or NULL with an error set. */
+PyObject *agentdb_iter_snapshot(PyObject *v);
 
 /* An empty agentdb_params used only as a growing byte buffer (free with
    agentdb_params_free). */
