@@ -109,6 +109,24 @@ REGRESSIONS: dict[str, tuple[str, str]] = {
         """,
         "[1, 2, 3, 4, 5]",
     ),
+    # The same, the list shrunk instead of emptied: the encoder read freed items, which
+    # an ordinary build may not notice (it sent whatever the freed memory held); ASan does.
+    "int[] binary, __index__ shrinks the list": (
+        """
+        class Shrinks(Clears):
+            def fire(self):
+                del self.target[1:]
+                return self.value
+
+
+        async def case(conn):
+            x = Shrinks(1)
+            v = [x, 1000, 1001, 1002, 1003]
+            x.target = v
+            return await conn.fetchval("SELECT $1::int[]", v)
+        """,
+        "[1, 1000, 1001, 1002, 1003]",
+    ),
     # array_bin_put_level, outer level: the element empties the outer list.
     "int[][] binary, __index__ empties the outer list": (
         """
@@ -1020,7 +1038,13 @@ def test_copy_record_objects_match_the_model(
         bad = False
         for r in list(env.root):  # a snapshot of the list, as C takes
             values = tuple(r)
-            if len(values) != len(columns):
+            fits = (
+                len(values) == len(columns)
+                and not isinstance(values[0], list)
+                and isinstance(values[1], list)  # an int put there by a 'replace' is not
+                and values[2:] in ((), (None,))
+            )
+            if not fits:
                 if binary:
                     raise NotRect("wrong number of values")
                 bad = True  # the text payload is finished first; the server refuses it
