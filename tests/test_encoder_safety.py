@@ -244,15 +244,17 @@ REGRESSIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def run_case(tmp_path: Path, pg_dsn: str, body: str) -> subprocess.CompletedProcess[str]:
+def run_case(
+    tmp_path: Path, pg_dsn: str, body: str, *python_args: str
+) -> subprocess.CompletedProcess[str]:
     """`body` (defining `case(conn)`) run by a new interpreter against the suite's server.
 
     From tmp_path, not the checkout, whose agentdb/ has no built extension; with this
-    environment (PYTHONPATH and LD_PRELOAD of an instrumented build included)."""
+    environment (the ASan run's PYTHONPATH and sys.executable included)."""
     script = tmp_path / "case.py"
     script.write_text(_PRELUDE + textwrap.dedent(body) + _RUN)
     return subprocess.run(
-        [sys.executable, str(script), pg_dsn],
+        [sys.executable, *python_args, str(script), pg_dsn],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -305,6 +307,43 @@ def test_executemany_rows_list_reached_through_gc(tmp_path: Path, pg_dsn: str) -
     """
     proc = run_case(tmp_path, pg_dsn, body)
     assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stderr[-2000:]}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="connection.c op_send_exec encodes executemany's rows (Python code) while it "
+    "holds the op, its rows and the PGconn; an encoder that closes the connection "
+    "(terminate(), close()) frees all three, and the next row is read from the freed op "
+    "(ASan: heap-use-after-free at op->args)",
+)
+def test_executemany_row_encoder_that_terminates(tmp_path: Path, pg_dsn: str) -> None:
+    body = """
+    class Terminates:
+        conn = None
+
+        def __index__(self):
+            self.conn.terminate()
+            return 1
+
+
+    async def case(conn):
+        t = Terminates()
+        t.conn = conn
+        try:
+            await conn.executemany("SELECT $1::int", [(t,), (2,), (3,)])
+        except agentdb.InterfaceError:
+            pass
+        return conn.is_closed()
+
+
+    async def main():
+        print(repr(await case(await agentdb.connect(DSN, timeout=10))))
+    """
+    # -X dev: the debug allocator fills freed memory, so the read of the freed op fails
+    # every time instead of now and then.
+    proc = run_case(tmp_path, pg_dsn, body, "-X", "dev")
+    assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stderr[-2000:]}"
+    assert proc.stdout.strip().splitlines()[-1] == "True"
 
 
 # ---------------------------------------------------------------------------------------
