@@ -2326,6 +2326,35 @@ PyObject *agentdb_iter_snapshot(PyObject *v)
     return it;
 }
 
+/* The items of one array level to encode (list or tuple, new reference): `v` itself when
+   encoding its items cannot run Python code, else a snapshot of it (agentdb_seq_snapshot).
+   Only an element encoder can run Python code (__index__, __str__, json.dumps, whose
+   allocations may also start the collector and a __del__), and none does for None or an
+   exact bool, int, float, str or bytes outside json; a list of only those cannot change
+   while it is encoded, and copying it (the common case: 100k ints cost a 800 KB tuple and
+   its page faults, doubling the time) would buy nothing. */
+static PyObject *array_level_items(PyObject *v, const encoder *e, Oid elemoid)
+{
+    if (PyTuple_Check(v)) {
+        return Py_NewRef(v);
+    }
+    if (e == NULL || (elemoid != OID_JSON && elemoid != OID_JSONB)) {
+        Py_ssize_t n = PyList_GET_SIZE(v), i;
+        for (i = 0; i < n; i++) {
+            PyObject *item = PyList_GET_ITEM(v, i);
+            PyTypeObject *t = Py_TYPE(item);
+            if (!(item == Py_None || t == &PyLong_Type || t == &PyBool_Type ||
+                  t == &PyFloat_Type || t == &PyUnicode_Type || t == &PyBytes_Type)) {
+                break;
+            }
+        }
+        if (i == n) {
+            return Py_NewRef(v);
+        }
+    }
+    return agentdb_seq_snapshot(v, NULL);
+}
+
 /* Wraps the element text at p->buf[start:] in double quotes if the array literal
    needs it (empty, NULL, blanks, or delimiters), escaping " and backslash. */
 static int quote_array_elem(agentdb_params *p, size_t start)
@@ -2413,8 +2442,8 @@ static int enc_array_text_elem(agentdb_state *st, agentdb_params *p, PyObject *i
 
 /* A text array literal {a,"b c",NULL,{...}}: elements by `e` (or untyped when e is
    NULL), nested lists as more dimensions; the server checks they are rectangular.
-   The elements are read from a snapshot: an element's encoder may run Python code
-   (__index__, __str__, json.dumps) that empties or shrinks the list. */
+   The elements are read from a snapshot (array_level_items): an element's encoder may
+   run Python code (__index__, __str__, json.dumps) that empties or shrinks the list. */
 static int enc_array_text(agentdb_state *st, agentdb_params *p, PyObject *v, const encoder *e,
                           Oid elemoid, int argno, int depth)
 {
@@ -2424,16 +2453,16 @@ static int enc_array_text(agentdb_state *st, agentdb_params *p, PyObject *v, con
     if (depth > PG_MAXDIM) {
         return bad_arg(st, argno, v, "more than %d array dimensions", PG_MAXDIM);
     }
-    items = agentdb_seq_snapshot(v, NULL);
+    items = array_level_items(v, e, elemoid);
     if (items == NULL || buf_put(p, "{", 1) < 0) {
         goto done;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(items); i++) {
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
         if (i > 0 && buf_put(p, ",", 1) < 0) {
             goto done;
         }
-        if (enc_array_text_elem(st, p, PyTuple_GET_ITEM(items, i), e, elemoid, argno, depth) <
-            0) {
+        if (enc_array_text_elem(st, p, PySequence_Fast_GET_ITEM(items, i), e, elemoid, argno,
+                                depth) < 0) {
             goto done;
         }
     }
@@ -2444,8 +2473,9 @@ done:
 }
 
 /* Binary array elements of one level; dims as found from the first elements.  Each
-   level is read from a snapshot, whose size is checked against dims: an element's
-   encoder may run Python code that changes this list or one not reached yet. */
+   level is read from a snapshot (array_level_items), whose size is checked against dims:
+   an element's encoder may run Python code that changes this list or one not reached
+   yet. */
 static int array_bin_put_level(agentdb_state *st, agentdb_params *p, PyObject *v,
                                const Py_ssize_t *dims, int ndim, int level, const encoder *e,
                                Oid elemoid, int argno, int *hasnull)
@@ -2456,16 +2486,16 @@ static int array_bin_put_level(agentdb_state *st, agentdb_params *p, PyObject *v
     if (!is_seq(v)) {
         return bad_arg(st, argno, v, "multidimensional arrays must be rectangular lists");
     }
-    items = agentdb_seq_snapshot(v, NULL);
+    items = array_level_items(v, e, elemoid);
     if (items == NULL) {
         goto done;
     }
-    if (PyTuple_GET_SIZE(items) != dims[level]) {
+    if (PySequence_Fast_GET_SIZE(items) != dims[level]) {
         bad_arg(st, argno, v, "multidimensional arrays must be rectangular lists");
         goto done;
     }
     for (Py_ssize_t i = 0; i < dims[level]; i++) {
-        PyObject *item = PyTuple_GET_ITEM(items, i); /* borrowed from our snapshot */
+        PyObject *item = PySequence_Fast_GET_ITEM(items, i); /* held by `items` */
         if (level + 1 < ndim) {
             if (array_bin_put_level(st, p, item, dims, ndim, level + 1, e, elemoid, argno,
                                     hasnull) < 0) {
