@@ -14,6 +14,9 @@
 # detection off (CPython keeps memory until exit) and DIR's copy first on PYTHONPATH.
 
 ASAN_TESTS=(tests/test_encoder_safety.py tests/test_copy.py tests/test_codecs.py tests/test_types.py)
+# pytest's default fd capture would swallow ASan's report of a test that dies: it writes to
+# file descriptor 2, which --capture=fd points at a file that nobody reads after a crash.
+ASAN_PYTEST_ARGS=(--capture=sys)
 
 _asan_build() {
     local dir=$1 src="$1/src-tree" site="$1/site" libasan
@@ -78,5 +81,5 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     if [ "$#" -eq 0 ]; then
         set -- "${ASAN_TESTS[@]}"
     fi
-    "$ASAN_PY" "$(dirname "$VPY")/pytest" -q -p no:cacheprovider "$@"
+    "$ASAN_PY" "$(dirname "$VPY")/pytest" -q -p no:cacheprovider "${ASAN_PYTEST_ARGS[@]}" "$@"
 fi
