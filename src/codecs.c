@@ -1846,6 +1846,8 @@ typedef struct {
 static encoder typed_encoder(Oid oid);
 static int enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, int argno,
                             int depth);
+static int enc_array_text(agentdb_state *st, agentdb_params *p, PyObject *v, const encoder *e,
+                          Oid elemoid, int argno, int depth);
 
 static int enc_bool(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno)
 {
@@ -2290,6 +2292,69 @@ static int is_seq(PyObject *v)
     return PyList_Check(v) || PyTuple_Check(v);
 }
 
+PyObject *agentdb_seq_snapshot(PyObject *v, const char *errmsg)
+{
+    if (PyTuple_Check(v)) {
+        return Py_NewRef(v);
+    }
+    if (PyList_Check(v)) {
+        return PyList_AsTuple(v);
+    }
+    PyObject *it = PyObject_GetIter(v);
+    if (it == NULL) {
+        if (errmsg != NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_SetString(PyExc_TypeError, errmsg);
+        }
+        return NULL;
+    }
+    PyObject *items = PySequence_Tuple(it);
+    Py_DECREF(it);
+    return items;
+}
+
+PyObject *agentdb_iter_snapshot(PyObject *v)
+{
+    if (!PyList_Check(v)) {
+        return PyObject_GetIter(v);
+    }
+    PyObject *items = PyList_AsTuple(v);
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(items);
+    Py_DECREF(items);
+    return it;
+}
+
+/* The items of one array level to encode (list or tuple, new reference): `v` itself when
+   encoding its items cannot run Python code, else a snapshot of it (agentdb_seq_snapshot).
+   Only an element encoder can run Python code (__index__, __str__, json.dumps, whose
+   allocations may also start the collector and a __del__), and none does for None or an
+   exact bool, int, float, str or bytes outside json; a list of only those cannot change
+   while it is encoded, and copying it (the common case: 100k ints cost a 800 KB tuple and
+   its page faults, doubling the time) would buy nothing. */
+static PyObject *array_level_items(PyObject *v, const encoder *e, Oid elemoid)
+{
+    if (PyTuple_Check(v)) {
+        return Py_NewRef(v);
+    }
+    if (e == NULL || (elemoid != OID_JSON && elemoid != OID_JSONB)) {
+        Py_ssize_t n = PyList_GET_SIZE(v), i;
+        for (i = 0; i < n; i++) {
+            PyObject *item = PyList_GET_ITEM(v, i);
+            PyTypeObject *t = Py_TYPE(item);
+            if (!(item == Py_None || t == &PyLong_Type || t == &PyBool_Type ||
+                  t == &PyFloat_Type || t == &PyUnicode_Type || t == &PyBytes_Type)) {
+                break;
+            }
+        }
+        if (i == n) {
+            return Py_NewRef(v);
+        }
+    }
+    return agentdb_seq_snapshot(v, NULL);
+}
+
 /* Wraps the element text at p->buf[start:] in double quotes if the array literal
    needs it (empty, NULL, blanks, or delimiters), escaping " and backslash. */
 static int quote_array_elem(agentdb_params *p, size_t start)
@@ -2333,117 +2398,138 @@ static int quote_array_elem(agentdb_params *p, size_t start)
     return 0;
 }
 
+/* One element of a text array literal, appended to p's buffer. */
+static int enc_array_text_elem(agentdb_state *st, agentdb_params *p, PyObject *item,
+                               const encoder *e, Oid elemoid, int argno, int depth)
+{
+    int rc;
+    if (item == Py_None) {
+        return buf_put(p, "NULL", 4);
+    }
+    if (is_seq(item) && !(e != NULL && (elemoid == OID_JSON || elemoid == OID_JSONB))) {
+        return enc_array_text(st, p, item, e, elemoid, argno, depth + 1);
+    }
+    size_t start = p->used;
+    if (e != NULL) {
+        rc = e->fn(st, p, item, elemoid, argno);
+    }
+    else if (PyBytes_Check(item) || PyByteArray_Check(item) || PyMemoryView_Check(item)) {
+        /* bytea's text form: \x and hex digits. */
+        Py_buffer view;
+        rc = PyObject_GetBuffer(item, &view, PyBUF_SIMPLE);
+        if (rc == 0) {
+            rc = buf_reserve(p, 2 + 2 * (size_t)view.len);
+            if (rc == 0) {
+                static const char hex[] = "0123456789abcdef";
+                const unsigned char *b = view.buf;
+                char *o = p->buf + p->used;
+                *o++ = '\\';
+                *o++ = 'x';
+                for (Py_ssize_t k = 0; k < view.len; k++) {
+                    *o++ = hex[b[k] >> 4];
+                    *o++ = hex[b[k] & 15];
+                }
+                p->used += 2 + 2 * (size_t)view.len;
+            }
+            PyBuffer_Release(&view);
+        }
+    }
+    else {
+        rc = enc_untyped_text(st, p, item, argno, depth);
+    }
+    return rc < 0 ? -1 : quote_array_elem(p, start);
+}
+
 /* A text array literal {a,"b c",NULL,{...}}: elements by `e` (or untyped when e is
-   NULL), nested lists as more dimensions; the server checks they are rectangular. */
+   NULL), nested lists as more dimensions; the server checks they are rectangular.
+   The elements are read from a snapshot (array_level_items): an element's encoder may
+   run Python code (__index__, __str__, json.dumps) that empties or shrinks the list. */
 static int enc_array_text(agentdb_state *st, agentdb_params *p, PyObject *v, const encoder *e,
                           Oid elemoid, int argno, int depth)
 {
+    PyObject *items = NULL;
+    int rc = -1;
+
     if (depth > PG_MAXDIM) {
         return bad_arg(st, argno, v, "more than %d array dimensions", PG_MAXDIM);
     }
-    if (buf_put(p, "{", 1) < 0) {
-        return -1;
+    items = array_level_items(v, e, elemoid);
+    if (items == NULL || buf_put(p, "{", 1) < 0) {
+        goto done;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(v, i); /* borrowed */
-        int rc;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
         if (i > 0 && buf_put(p, ",", 1) < 0) {
-            return -1;
+            goto done;
         }
-        Py_INCREF(item); /* encoders may run Python code that mutates a list */
-        if (item == Py_None) {
-            rc = buf_put(p, "NULL", 4);
-        }
-        else if (is_seq(item) && !(e != NULL && (elemoid == OID_JSON || elemoid == OID_JSONB))) {
-            rc = enc_array_text(st, p, item, e, elemoid, argno, depth + 1);
-        }
-        else {
-            size_t start = p->used;
-            if (e != NULL) {
-                rc = e->fn(st, p, item, elemoid, argno);
-            }
-            else if (PyBytes_Check(item) || PyByteArray_Check(item) || PyMemoryView_Check(item)) {
-                /* bytea's text form: \x and hex digits. */
-                Py_buffer view;
-                rc = PyObject_GetBuffer(item, &view, PyBUF_SIMPLE);
-                if (rc == 0) {
-                    rc = buf_reserve(p, 2 + 2 * (size_t)view.len);
-                    if (rc == 0) {
-                        static const char hex[] = "0123456789abcdef";
-                        const unsigned char *b = view.buf;
-                        char *o = p->buf + p->used;
-                        *o++ = '\\';
-                        *o++ = 'x';
-                        for (Py_ssize_t k = 0; k < view.len; k++) {
-                            *o++ = hex[b[k] >> 4];
-                            *o++ = hex[b[k] & 15];
-                        }
-                        p->used += 2 + 2 * (size_t)view.len;
-                    }
-                    PyBuffer_Release(&view);
-                }
-            }
-            else {
-                rc = enc_untyped_text(st, p, item, argno, depth);
-            }
-            if (rc == 0) {
-                rc = quote_array_elem(p, start);
-            }
-        }
-        Py_DECREF(item);
-        if (rc < 0) {
-            return -1;
+        if (enc_array_text_elem(st, p, PySequence_Fast_GET_ITEM(items, i), e, elemoid, argno,
+                                depth) < 0) {
+            goto done;
         }
     }
-    return buf_put(p, "}", 1);
+    rc = buf_put(p, "}", 1);
+done:
+    Py_XDECREF(items);
+    return rc;
 }
 
-/* Binary array elements of one level; dims as found from the first elements. */
+/* Binary array elements of one level; dims as found from the first elements.  Each
+   level is read from a snapshot (array_level_items), whose size is checked against dims:
+   an element's encoder may run Python code that changes this list or one not reached
+   yet. */
 static int array_bin_put_level(agentdb_state *st, agentdb_params *p, PyObject *v,
                                const Py_ssize_t *dims, int ndim, int level, const encoder *e,
                                Oid elemoid, int argno, int *hasnull)
 {
-    if (!is_seq(v) || PySequence_Fast_GET_SIZE(v) != dims[level]) {
+    PyObject *items = NULL;
+    int rc = -1;
+
+    if (!is_seq(v)) {
         return bad_arg(st, argno, v, "multidimensional arrays must be rectangular lists");
     }
+    items = array_level_items(v, e, elemoid);
+    if (items == NULL) {
+        goto done;
+    }
+    if (PySequence_Fast_GET_SIZE(items) != dims[level]) {
+        bad_arg(st, argno, v, "multidimensional arrays must be rectangular lists");
+        goto done;
+    }
     for (Py_ssize_t i = 0; i < dims[level]; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(v, i); /* borrowed */
-        int rc;
-        Py_INCREF(item);
+        PyObject *item = PySequence_Fast_GET_ITEM(items, i); /* held by `items` */
         if (level + 1 < ndim) {
-            rc = array_bin_put_level(st, p, item, dims, ndim, level + 1, e, elemoid, argno,
-                                     hasnull);
+            if (array_bin_put_level(st, p, item, dims, ndim, level + 1, e, elemoid, argno,
+                                    hasnull) < 0) {
+                goto done;
+            }
         }
         else if (item == Py_None) {
             *hasnull = 1;
-            rc = buf_put_u32(p, (uint32_t)-1);
+            if (buf_put_u32(p, (uint32_t)-1) < 0) {
+                goto done;
+            }
         }
         else if (is_seq(item) && elemoid != OID_JSON && elemoid != OID_JSONB) {
-            rc = bad_arg(st, argno, v, "multidimensional arrays must be rectangular lists");
+            bad_arg(st, argno, v, "multidimensional arrays must be rectangular lists");
+            goto done;
         }
         else {
+            /* The length goes in front once known; the buffer may move meanwhile. */
             size_t lenpos = p->used;
-            rc = buf_put_u32(p, 0);
-            if (rc == 0) {
-                rc = e->fn(st, p, item, elemoid, argno);
+            if (buf_put_u32(p, 0) < 0 || e->fn(st, p, item, elemoid, argno) < 0) {
+                goto done;
             }
-            if (rc == 0) {
-                size_t elen = p->used - lenpos - 4;
-                if (elen > INT32_MAX) {
-                    rc = bad_arg(st, argno, v, "array element too large");
-                }
-                else {
-                    wr_u32(p->buf + lenpos, (uint32_t)elen);
-                }
+            size_t elen = p->used - lenpos - 4;
+            if (elen > INT32_MAX) {
+                bad_arg(st, argno, v, "array element too large");
+                goto done;
             }
-        }
-        Py_DECREF(item);
-        if (rc < 0) {
-            return -1;
+            wr_u32(p->buf + lenpos, (uint32_t)elen);
         }
     }
-    return 0;
+    rc = 0;
+done:
+    Py_XDECREF(items);
+    return rc;
 }
 
 /* list/tuple -> array of type `oid` with elements by `e`: binary when e's bytes are the
@@ -2463,7 +2549,9 @@ static int enc_array_with(agentdb_state *st, agentdb_params *p, PyObject *v, Oid
         return enc_array_text(st, p, v, &e, elemoid, argno, 1);
     }
     *format = 1;
-    /* Dimensions from the first element of each level (a json element may be a list). */
+    /* Dimensions from the first element of each level (a json element may be a list).
+       No Python code runs in this loop, so the borrowed `cur` stays valid; the
+       levels are checked against dims again as they are encoded. */
     PyObject *cur = v;
     while (is_seq(cur) && !(ndim == 1 && (elemoid == OID_JSON || elemoid == OID_JSONB))) {
         if (ndim == PG_MAXDIM) {
@@ -2941,19 +3029,14 @@ int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
     p->used = 0;
     p->cap = sizeof p->small;
 
-    /* A tuple cannot change size or items while encoders run Python code. */
-    if (PyTuple_Check(args)) {
-        seq = Py_NewRef(args);
-    }
-    else if (PyList_Check(args)) {
-        seq = PyList_AsTuple(args);
-        if (seq == NULL) {
-            goto error;
-        }
-    }
-    else {
+    /* A snapshot: encoders run Python code, which may change a list of arguments. */
+    if (!is_seq(args)) {
         PyErr_Format(PyExc_TypeError, "query arguments must be a tuple or list, not %.100s",
                      Py_TYPE(args)->tp_name);
+        goto error;
+    }
+    seq = agentdb_seq_snapshot(args, NULL);
+    if (seq == NULL) {
         goto error;
     }
     n = PyTuple_GET_SIZE(seq);

@@ -45,6 +45,18 @@ typedef struct {
 int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
                           const Oid *types, int ntypes);
 
+/* The items of `v` as they are now, in a tuple that Python code cannot change: encoders
+   call into Python (__index__, __str__, json.dumps...), and that code may empty or shrink
+   a list whose items a borrowed pointer or a cached length still refers to.  A tuple is
+   its own snapshot, a list (or list subclass) is copied, anything else is iterated;
+   `errmsg` (when not NULL) replaces the TypeError of a value that is not iterable.
+   New reference, or NULL with an error set. */
+PyObject *agentdb_seq_snapshot(PyObject *v, const char *errmsg);
+/* An iterator over `v`; over a snapshot of it when it is a list, so that Python code run
+   while its items are used cannot add items without end or remove them (COPY records).
+   New reference, or NULL with an error set. */
+PyObject *agentdb_iter_snapshot(PyObject *v);
+
 /* An empty agentdb_params used only as a growing byte buffer (free with
    agentdb_params_free). */
 void agentdb_params_scratch(agentdb_params *p);

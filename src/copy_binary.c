@@ -96,8 +96,9 @@ static Py_ssize_t read_oids(PyObject *obj, Oid **out)
     return n;
 }
 
-/* One row's fields.  0 => ok, -1 => error set. */
-static int put_row(agentdb_state *st, agentdb_params *p, PyObject *seq, const Oid *oids,
+/* One row's fields, from `items`, a snapshot of the record (a tuple of ncols values):
+   encoders may run Python code that changes a list record.  0 => ok, -1 => error set. */
+static int put_row(agentdb_state *st, agentdb_params *p, PyObject *items, const Oid *oids,
                    Py_ssize_t ncols, int nrow)
 {
     char b[4];
@@ -106,13 +107,7 @@ static int put_row(agentdb_state *st, agentdb_params *p, PyObject *seq, const Oi
         return -1;
     }
     for (Py_ssize_t i = 0; i < ncols; i++) {
-        /* Encoders may run Python code that changes a list: look again each time. */
-        if (PySequence_Fast_GET_SIZE(seq) != ncols) {
-            PyErr_Format(st->DataError, "COPY record %d changed size while it was encoded",
-                         nrow);
-            return -1;
-        }
-        PyObject *v = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *v = PyTuple_GET_ITEM(items, i); /* borrowed from the snapshot */
         if (v == Py_None) {
             wr_u32(b, UINT32_MAX); /* -1: NULL */
             if (agentdb_params_put(p, b, 4) < 0) {
@@ -120,14 +115,12 @@ static int put_row(agentdb_state *st, agentdb_params *p, PyObject *seq, const Oi
             }
             continue;
         }
+        /* The length goes in front once known; the buffer may move meanwhile. */
         size_t lenpos = p->used;
         if (agentdb_params_put(p, b, 4) < 0) {
             return -1;
         }
-        Py_INCREF(v);
-        int rc = agentdb_encode_binary(st, p, v, oids[i], (int)i + 1);
-        Py_DECREF(v);
-        if (rc < 0) {
+        if (agentdb_encode_binary(st, p, v, oids[i], (int)i + 1) < 0) {
             reraise_for_record(st, nrow, (int)i + 1);
             return -1;
         }
@@ -171,26 +164,28 @@ PyObject *agentdb_copy_binary_py(PyObject *module, PyObject *const *args, Py_ssi
         agentdb_params_put(&out, zeros, 8) < 0) {
         goto done;
     }
-    it = PyObject_GetIter(args[0]);
+    /* A list of records is read as it is now, as executemany's rows are. */
+    it = agentdb_iter_snapshot(args[0]);
     if (it == NULL) {
         goto done;
     }
     while ((row = PyIter_Next(it)) != NULL) {
         nrow++;
-        PyObject *seq = PySequence_Fast(row, "COPY records must be sequences of values");
-        if (seq == NULL) {
+        /* A tuple as it is, a list copied, anything else must be iterable. */
+        PyObject *items = agentdb_seq_snapshot(row, "COPY records must be sequences of values");
+        if (items == NULL) {
             goto done;
         }
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        Py_ssize_t n = PyTuple_GET_SIZE(items);
         if (n != ncols) {
             PyErr_Format(st->DataError, "COPY record %d has %zd value%s; the table's columns "
                          "being copied are %zd",
                          nrow, n, n == 1 ? "" : "s", ncols);
-            Py_DECREF(seq);
+            Py_DECREF(items);
             goto done;
         }
-        int rc = put_row(st, &out, seq, oids, ncols, nrow);
-        Py_DECREF(seq);
+        int rc = put_row(st, &out, items, oids, ncols, nrow);
+        Py_DECREF(items);
         if (rc < 0) {
             goto done;
         }

@@ -90,19 +90,16 @@ static int put_value(agentdb_state *st, agentdb_params *o, agentdb_params *scrat
     return put_escaped(st, o, scratch->buf, scratch->used, row, col);
 }
 
-/* One record's line.  Encoders may run Python code (str() of an object, an enum's value)
-   that changes a list record: its size and items are read again for every value. */
+/* One record's line, from `items`, a snapshot of the record (a tuple): encoders may run
+   Python code (str() of an object, an enum's value) that changes a list record. */
 static int put_record(agentdb_state *st, agentdb_params *o, agentdb_params *scratch,
-                      PyObject *seq, int row)
+                      PyObject *items, int row)
 {
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(items); i++) {
         if (i > 0 && agentdb_params_put(o, "\t", 1) < 0) {
             return -1;
         }
-        PyObject *v = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-        int rc = put_value(st, o, scratch, v, row, (int)i + 1);
-        Py_DECREF(v);
-        if (rc < 0) {
+        if (put_value(st, o, scratch, PyTuple_GET_ITEM(items, i), row, (int)i + 1) < 0) {
             return -1;
         }
     }
@@ -118,20 +115,21 @@ PyObject *agentdb_copy_text_py(PyObject *module, PyObject *records)
 
     agentdb_params_scratch(&out);
     agentdb_params_scratch(&scratch);
-    it = PyObject_GetIter(records);
+    /* A list of records is read as it is now, as executemany's rows are. */
+    it = agentdb_iter_snapshot(records);
     if (it == NULL) {
         goto done;
     }
     while ((row = PyIter_Next(it)) != NULL) {
         nrow++;
-        /* A tuple or list as it is; anything else must be a sequence. */
-        PyObject *seq = PySequence_Fast(row, "COPY records must be sequences of values");
+        /* A tuple as it is, a list copied, anything else must be iterable. */
+        PyObject *items = agentdb_seq_snapshot(row, "COPY records must be sequences of values");
         Py_CLEAR(row);
-        if (seq == NULL) {
+        if (items == NULL) {
             goto done;
         }
-        int rc = put_record(st, &out, &scratch, seq, nrow);
-        Py_DECREF(seq);
+        int rc = put_record(st, &out, &scratch, items, nrow);
+        Py_DECREF(items);
         if (rc < 0) {
             goto done;
         }

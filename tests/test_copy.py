@@ -364,7 +364,8 @@ def test_copy_binary_payload_exact() -> None:
 
 
 def test_copy_text_payload_survives_a_record_changed_while_encoded() -> None:
-    """A value whose str() empties the list it is in: no read past the list's end."""
+    """A value whose str() empties the list it is in: no read past the list's end, and the
+    record is sent as it was when its line began (a snapshot, as query arguments are)."""
     from agentdb import _core
 
     record: list[object] = []
@@ -375,4 +376,5 @@ def test_copy_text_payload_survives_a_record_changed_while_encoded() -> None:
             return "s"
 
     record.extend([Shrinks(), "never read", "nor this"])
-    assert _core._copy_text([record]) == b"s\n"
+    assert _core._copy_text([record]) == b"s\tnever read\tnor this\n"
+    assert record == []
