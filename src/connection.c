@@ -347,7 +347,12 @@ static void conn_fail_ops(agentdb_Connection *c, PyObject *exc)
             op->error = exc;
         }
         op_deliver(c, op);
-        op_free(st, op);
+        if (op->encoding) {
+            op->orphaned = 1; /* op_send_exec frees it once its encoder returns */
+        }
+        else {
+            op_free(st, op);
+        }
     }
     c->tail = NULL;
     c->nops = 0;
@@ -651,18 +656,111 @@ static void op_sent(agentdb_Connection *c, agentdb_Op *op)
     }
 }
 
+/* Encode the arguments of an OPK_QUERY (one set) or OPK_MANY (a set per row: every row
+   before any is sent, so a bad row sends nothing) into ps[0..*n).  The encoders run
+   Python code (a value's __index__, __str__, a json hook), which may close the
+   connection or cancel this very statement: the op is marked meanwhile, so that neither
+   frees it (conn_fail_ops, conn_abandon).  0 => encoded; -1 => failed (the op's error
+   is set; nothing to free). */
+static int op_encode(agentdb_Connection *c, agentdb_Op *op, agentdb_Stmt *s,
+                     agentdb_params **out, Py_ssize_t *n)
+{
+    agentdb_state *st = conn_state(c);
+    int many = op->kind == OPK_MANY;
+    *n = many ? PyTuple_GET_SIZE(op->args) : 1; /* a tuple: nothing can shrink it */
+    agentdb_params *ps = PyMem_Calloc(*n > 0 ? *n : 1, sizeof(*ps));
+    if (ps == NULL) {
+        PyErr_NoMemory();
+        op_take_error(op);
+        return -1;
+    }
+    Py_ssize_t done = 0;
+    op->encoding = 1;
+    for (; done < *n; done++) {
+        PyObject *args = many ? PyTuple_GET_ITEM(op->args, done) : op->args;
+        if (agentdb_params_encode(st, &ps[done], args, s ? s->ptypes : NULL,
+                                  s ? s->nparams : 0) < 0) {
+            op_take_error(op);
+            break;
+        }
+    }
+    op->encoding = 0;
+    if (done != *n) {
+        for (Py_ssize_t i = 0; i < done; i++) {
+            agentdb_params_free(&ps[i]);
+        }
+        PyMem_Free(ps);
+        return -1;
+    }
+    *out = ps;
+    return 0;
+}
+
+static void params_free_all(agentdb_params *ps, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        agentdb_params_free(&ps[i]);
+    }
+    PyMem_Free(ps);
+}
+
+/* Unlink `op` from the FIFO (wherever it is) and free it. */
+static void op_drop(agentdb_Connection *c, agentdb_Op *op)
+{
+    agentdb_Op **pp = &c->head, *prev = NULL;
+    while (*pp != NULL && *pp != op) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == op) {
+        *pp = op->next;
+        if (c->tail == op) {
+            c->tail = prev;
+        }
+        c->nops--;
+        conn_uncount(c, op);
+    }
+    op_free(conn_state(c), op);
+}
+
+/* Send the op's statement + Sync.  0 => sent (or failed before sending: op->st ==
+   OPST_FAILED); 1 => the op is gone (cancelled while its arguments were encoded);
+   -1 => the connection is closed. */
 static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
 {
     agentdb_state *st = conn_state(c);
-    PGconn *pg = c->pg;
     agentdb_Stmt *s = op->stmt ? stmt_get(op->stmt) : NULL;
     int ok = 1, ncmds = 1;
+    agentdb_params *ps = NULL;
+    Py_ssize_t n = 0;
     const char *sql = sql_utf8(op->sql);
     if (sql == NULL) {
         op_take_error(op);
         op->st = OPST_FAILED;
         return 0;
     }
+    if (op->kind == OPK_QUERY || op->kind == OPK_MANY) {
+        int rc = op_encode(c, op, s, &ps, &n);
+        if (op->orphaned) { /* the connection closed under the encoder */
+            if (rc == 0) {
+                params_free_all(ps, n);
+            }
+            op_free(st, op);
+            return -1;
+        }
+        if (op->abandoned) { /* its awaiter gave up meanwhile: never sent */
+            if (rc == 0) {
+                params_free_all(ps, n);
+            }
+            op_drop(c, op);
+            return 1;
+        }
+        if (rc < 0) {
+            op->st = OPST_FAILED;
+            return 0;
+        }
+    }
+    PGconn *pg = c->pg; /* read after the encoders ran */
     if (op->kind == OPK_PLAIN) {
         ok = PQsendQueryParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
     }
@@ -673,51 +771,19 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
         ncmds = op->nbatch;
     }
     else if (op->kind == OPK_QUERY) {
-        agentdb_params p;
-        memset(&p, 0, sizeof(p));
-        if (agentdb_params_encode(st, &p, op->args, s ? s->ptypes : NULL, s ? s->nparams : 0) <
-            0) {
-            op_take_error(op);
-            op->st = OPST_FAILED;
-            return 0;
-        }
-        ok = s ? PQsendQueryPrepared(pg, s->name, p.n, p.values, p.lengths, p.formats,
+        agentdb_params *p = &ps[0];
+        ok = s ? PQsendQueryPrepared(pg, s->name, p->n, p->values, p->lengths, p->formats,
                                      s->binary)
-               : PQsendQueryParams(pg, sql, p.n, p.types, p.values, p.lengths, p.formats, 0);
-        agentdb_params_free(&p);
+               : PQsendQueryParams(pg, sql, p->n, p->types, p->values, p->lengths, p->formats,
+                                   0);
+        params_free_all(ps, n);
     }
     else { /* OPK_MANY: every row, one sync: one implicit transaction (atomic) */
-        Py_ssize_t n = PyList_GET_SIZE(op->args);
-        agentdb_params *ps = PyMem_Calloc(n > 0 ? n : 1, sizeof(*ps));
-        if (ps == NULL) {
-            PyErr_NoMemory();
-            op_take_error(op);
-            op->st = OPST_FAILED;
-            return 0;
+        for (Py_ssize_t i = 0; ok && i < n; i++) {
+            ok = PQsendQueryPrepared(pg, s->name, ps[i].n, ps[i].values, ps[i].lengths,
+                                     ps[i].formats, 0);
         }
-        /* Encode every row before sending any: a bad row sends nothing. */
-        Py_ssize_t done = 0;
-        for (; done < n; done++) {
-            if (agentdb_params_encode(st, &ps[done], PyList_GET_ITEM(op->args, done), s->ptypes,
-                                      s->nparams) < 0) {
-                op_take_error(op);
-                break;
-            }
-        }
-        if (done == n) {
-            for (Py_ssize_t i = 0; ok && i < n; i++) {
-                ok = PQsendQueryPrepared(pg, s->name, ps[i].n, ps[i].values, ps[i].lengths,
-                                         ps[i].formats, 0);
-            }
-        }
-        for (Py_ssize_t i = 0; i < done; i++) {
-            agentdb_params_free(&ps[i]);
-        }
-        PyMem_Free(ps);
-        if (done != n) {
-            op->st = OPST_FAILED;
-            return 0;
-        }
+        params_free_all(ps, n);
         ncmds = (int)n;
     }
     if (!ok || !pipeline_sync(pg)) {
@@ -771,6 +837,8 @@ static void conn_kick(agentdb_Connection *c)
         return; /* a cancel may still hit whatever would be sent now */
     }
     int sent = 0, corked = 0, before_in_flight = 0, r = 0;
+restart:
+    before_in_flight = 0;
     for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
         if (op->st == OPST_PHASE2 || op->st == OPST_FAILED) {
             before_in_flight |= op->st == OPST_PHASE2;
@@ -806,6 +874,9 @@ static void conn_kick(agentdb_Connection *c)
         r = op_send_exec(c, op);
         if (r < 0) {
             return;
+        }
+        if (r == 1) {
+            goto restart; /* it is gone: go over the FIFO again */
         }
         sent++;
         before_in_flight |= op->st == OPST_PHASE2;
@@ -1755,6 +1826,9 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
     if (c->pool != NULL && op->fut != NULL) {
         agentdb_pool_count_abandoned(c->pool, op_in_flight(op));
     }
+    if (op->encoding) {
+        return; /* op_send_exec drops it once its encoder returns */
+    }
     if (op->st == OPST_QUEUED || (op->st == OPST_FAILED && op != c->head)) {
         agentdb_Op **pp = &c->head, *prev = NULL;
         while (*pp != NULL && *pp != op) {
@@ -2465,12 +2539,13 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
     if (conn_check_ready(c) < 0 || conn_check_loop(c, st) < 0) {
         return NULL;
     }
-    PyObject *rows = PySequence_List(args[1]);
+    /* A tuple of the rows: no code of the user's can change it while they are encoded. */
+    PyObject *rows = PySequence_Tuple(args[1]);
     if (rows == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
-        PyObject *row = PyList_GET_ITEM(rows, i);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(rows); i++) {
+        PyObject *row = PyTuple_GET_ITEM(rows, i);
         if (!PyTuple_Check(row) && !PyList_Check(row)) {
             PyErr_Format(st->InterfaceError ? st->InterfaceError : PyExc_TypeError,
                          "executemany: row %zd is a %.100s, not a tuple or list", i,

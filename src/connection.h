@@ -89,6 +89,10 @@ struct agentdb_Op {
     Py_ssize_t copy_off; /* COPY_IN: bytes sent so far */
     int held; /* a COPY whose statement and payload are not known yet (_copy_hold):
                  it keeps its place in the FIFO and nothing after it is sent */
+    /* Its arguments are being encoded, which runs Python code (op_send_exec): what that
+       code does (closing the connection, cancelling this statement) must not free it;
+       `orphaned`: the connection closed meanwhile (it was completed, and unlinked). */
+    int encoding, orphaned;
     agentdb_op_done_fn done;
 };
 

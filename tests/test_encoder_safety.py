@@ -273,13 +273,9 @@ def test_regression_no_crash(tmp_path: Path, pg_dsn: str, name: str) -> None:
     assert proc.stdout.strip().splitlines()[-1] == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connection.c keeps executemany's rows in a list (PySequence_List) that "
-    "op_send_exec reads with PyList_GET_ITEM up to a length taken before the rows are "
-    "encoded; user code reaches that list only through gc.get_referrers (a tuple would "
-    "close it: PySequence_Tuple in executemany, PyTuple_GET_* in op_send_exec)",
-)
+# connection.c kept executemany's rows in a list that op_send_exec read up to a length
+# taken before the rows were encoded; user code could reach it through gc.get_referrers.
+# Now a tuple.
 def test_executemany_rows_list_reached_through_gc(tmp_path: Path, pg_dsn: str) -> None:
     body = """
     import gc
@@ -309,13 +305,9 @@ def test_executemany_rows_list_reached_through_gc(tmp_path: Path, pg_dsn: str) -
     assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stderr[-2000:]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connection.c op_send_exec encodes executemany's rows (Python code) while it "
-    "holds the op, its rows and the PGconn; an encoder that closes the connection "
-    "(terminate(), close()) frees all three, and the next row is read from the freed op "
-    "(ASan: heap-use-after-free at op->args)",
-)
+# connection.c op_send_exec encoded executemany's rows (Python code) while it held the
+# op, its rows and the PGconn; an encoder that closed the connection freed all three, and
+# the next row was read from the freed op (ASan: heap-use-after-free at op->args).
 def test_executemany_row_encoder_that_terminates(tmp_path: Path, pg_dsn: str) -> None:
     body = """
     class Terminates:
@@ -344,6 +336,90 @@ def test_executemany_row_encoder_that_terminates(tmp_path: Path, pg_dsn: str) ->
     proc = run_case(tmp_path, pg_dsn, body, "-X", "dev")
     assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stderr[-2000:]}"
     assert proc.stdout.strip().splitlines()[-1] == "True"
+
+
+# What the encoders' Python code does to the connection whose statement they encode:
+# close it, cancel that statement, queue others. The statement is never freed under
+# them, never sent half-encoded, and the connection stays usable when it is not closed.
+CONNECTION_CASES: dict[str, tuple[str, str]] = {
+    "one query, its encoder terminates the connection": (
+        """
+        class Terminates:
+            conn = None
+            def __index__(self):
+                self.conn.terminate()
+                return 1
+
+        async def case(conn):
+            t = Terminates()
+            t.conn = conn
+            try:
+                await conn.fetchval("SELECT $1::int", t)
+            except agentdb.InterfaceError:
+                pass
+            return conn.is_closed()
+
+        async def main():  # the connection is closed: no check of it afterwards
+            print(repr(await case(await agentdb.connect(DSN, timeout=10))))
+        """,
+        "True",
+    ),
+    "one query, its encoder cancels the task awaiting it": (
+        """
+        class Cancels:
+            task = None
+            def __index__(self):
+                self.task.cancel()
+                return 1
+
+        async def case(conn):
+            # prepared and cached: sent without a describe first, straight from the queue
+            assert await conn.fetchval("SELECT $1::int + 100", 1) == 101
+            c = Cancels()
+            async def run():
+                return await conn.fetchval("SELECT $1::int + 100", c)
+            blocker = conn.fetchval("SELECT pg_sleep(0.2)")  # so the next one queues
+            c.task = asyncio.ensure_future(run())
+            try:
+                await c.task
+            except asyncio.CancelledError:
+                pass
+            await blocker
+            return (await conn.fetchval("SELECT 7"), conn._pending())
+        """,
+        "(7, 0)",
+    ),
+    "executemany, an encoder queues another statement on the same connection": (
+        """
+        class Queues:
+            conn = None
+            futs = []
+            def __index__(self):
+                self.futs.append(self.conn.fetchval("SELECT 42"))
+                return 1
+
+        async def case(conn):
+            q = Queues()
+            q.conn = conn
+            await conn.execute("CREATE TEMP TABLE t (n int)")
+            await conn.executemany("INSERT INTO t VALUES ($1)", [(q,), (2,), (q,)])
+            extra = await asyncio.gather(*q.futs)
+            return (await conn.fetchval("SELECT count(*) FROM t"), extra)
+        """,
+        "(3, [42, 42])",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CONNECTION_CASES))
+def test_encoder_acting_on_its_connection(tmp_path: Path, pg_dsn: str, name: str) -> None:
+    body, expected = CONNECTION_CASES[name]
+    proc = run_case(tmp_path, pg_dsn, body, "-X", "dev")
+    assert proc.returncode == 0, (
+        f"{name}: exit status {proc.returncode}\nstdout:\n{proc.stdout}\n"
+        f"stderr:\n{proc.stderr[-4000:]}"
+    )
+    assert proc.stdout.strip().splitlines()[-1] == expected
 
 
 # ---------------------------------------------------------------------------------------
