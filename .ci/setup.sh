@@ -64,7 +64,9 @@ agentdb_system_packages() {
     # the adversity suite: PgBouncer (scenario 19) and the openssl CLI (TLS, scenario 13)
     command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
-    command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
+    # No python3 at all: its headers and venv come in the same install (checking for them
+    # needs the interpreter, which is not there yet).
+    command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3 python3-dev python3-venv)
     if command -v "$PYTHON" >/dev/null 2>&1; then
         _py_has_headers || need+=(python3-dev)
         _py_has_venv || need+=(python3-venv)
