@@ -1830,20 +1830,7 @@ static void conn_abandon(agentdb_Connection *c, agentdb_Op *op)
         return; /* op_send_exec drops it once its encoder returns */
     }
     if (op->st == OPST_QUEUED || (op->st == OPST_FAILED && op != c->head)) {
-        agentdb_Op **pp = &c->head, *prev = NULL;
-        while (*pp != NULL && *pp != op) {
-            prev = *pp;
-            pp = &(*pp)->next;
-        }
-        if (*pp == op) {
-            *pp = op->next;
-            if (c->tail == op) {
-                c->tail = prev;
-            }
-            c->nops--;
-            conn_uncount(c, op);
-            op_free(st, op);
-        }
+        op_drop(c, op);
         conn_process(c);
         return;
     }
@@ -2484,34 +2471,21 @@ static PyObject *Connection__copy_hold(PyObject *self, PyObject *const *args, Py
 static PyObject *Connection__copy_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
-    agentdb_state *st = conn_state(c);
     if (nargs != 3 || (args[1] != Py_None && !PyUnicode_Check(args[1])) ||
         (args[1] != Py_None && !PyBytes_Check(args[2]))) {
         PyErr_SetString(PyExc_TypeError,
                         "_copy_send(fut, sql: str | None, data: bytes | None)");
         return NULL;
     }
-    agentdb_Op *prev = NULL, *op = c->head;
+    agentdb_Op *op = c->head;
     while (op != NULL && !(op->fut == args[0] && op->held && !op->abandoned)) {
-        prev = op;
         op = op->next;
     }
     if (op == NULL) {
         Py_RETURN_NONE;
     }
     if (args[1] == Py_None) {
-        if (prev != NULL) {
-            prev->next = op->next;
-        }
-        else {
-            c->head = op->next;
-        }
-        if (c->tail == op) {
-            c->tail = prev;
-        }
-        c->nops--;
-        conn_uncount(c, op);
-        op_free(st, op);
+        op_drop(c, op);
     }
     else {
         Py_SETREF(op->sql, Py_NewRef(args[1]));
