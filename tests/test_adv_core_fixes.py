@@ -128,30 +128,43 @@ async def test_child_closing_inherited_connections(pg_dsn: str) -> None:
 
 async def test_pgbouncer_prepared_statement_error_says_what_to_do(pg_dsn: str) -> None:
     """Behind PgBouncer in transaction mode with the default statement cache, users get
-    ``DuplicatePreparedStatement: prepared statement "__adb_1" already exists`` (42P05;
-    also 26000 "does not exist"), hint None: nothing says what to do.
+    ``InvalidSqlStatementName: prepared statement "__adb_..." does not exist`` (26000;
+    also 42P05 "already exists"), hint None: nothing says what to do.
 
     Wanted (as asyncpg does): the error's hint (or message) names the cause and the fix:
-    a transaction/statement-mode pooler; use ``statement_cache_size=0``. Diagnosis: the
-    core raises the server's error as is (src/errors.c agentdb_error_from_result); on
-    42P05/26000 for an ``__adb_`` statement it should add that hint (and could drop the
-    cache entry and retry unnamed).
+    a transaction/statement-mode pooler; use ``statement_cache_size=0``. The pooler is
+    made to move a statement deterministically: another client holds, in a transaction,
+    the server connection the statement was prepared on, so the next two executions
+    (pipelined: the first cannot be prepared again transparently) run on another.
     """
     from urllib.parse import urlsplit
 
     from faults.pgbouncer import PgBouncer
 
     parts = urlsplit(pg_dsn)
-    b = PgBouncer(parts.hostname or "127.0.0.1", parts.port or 5432, pool_size=3).start()
+    b = PgBouncer(parts.hostname or "127.0.0.1", parts.port or 5432, pool_size=2).start()
+    sql = "SELECT $1::int + 1"
     try:
-        pool = await agentdb.create_pool(b.url(parts.path.lstrip("/")), pool_size=10, min_size=10)
-        outs = await asyncio.gather(
-            *(pool.fetchval("SELECT $1::int + 1", i % 7) for i in range(300)),
-            return_exceptions=True,
-        )
-        await pool.close(timeout=5)
-        errs = [o for o in outs if isinstance(o, BaseException)]
-        assert errs, "no failure at all (then the cache copes: fine)"
+        url = b.url(parts.path.lstrip("/"))
+        conn = await agentdb.connect(url)  # the statement cache on, as by default
+        holder = await agentdb.connect(url, statement_cache_size=0)
+        errs: list[BaseException] = []
+        for _ in range(20):
+            assert await conn.fetchval(sql, 1) == 2  # prepared on some server connection
+            server = await conn.fetchval("SELECT pg_backend_pid()")
+            await holder.execute("BEGIN")
+            if await holder.fetchval("SELECT pg_backend_pid()") != server:
+                await holder.execute("ROLLBACK")  # it took the other one: again
+                continue
+            outs = await asyncio.gather(
+                conn.fetchval(sql, 2), conn.fetchval(sql, 3), return_exceptions=True
+            )
+            await holder.execute("ROLLBACK")
+            errs = [o for o in outs if isinstance(o, BaseException)]
+            break
+        await conn.close()
+        await holder.close()
+        assert errs, "the pooler never moved the statement to another server connection"
         for e in errs:
             text = f"{e} {getattr(e, 'hint', '') or ''}"
             assert "statement_cache_size" in text, text
