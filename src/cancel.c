@@ -145,8 +145,8 @@ void agentdb_conn_abandon(agentdb_Connection *c, agentdb_Op *op)
     agentdb_state *st = agentdb_conn_st(c);
     op->abandoned = 1;
     agentdb_timer_cancel(st, &op->timer);
-    if (c->pool != NULL && op->fut != NULL) {
-        agentdb_pool_count_abandoned(c->pool, agentdb_op_in_flight(op));
+    if (c->link.pool != NULL && op->fut != NULL) {
+        agentdb_pool_count_abandoned(c->link.pool, agentdb_op_in_flight(op));
     }
     if (op->encoding) {
         return; /* op_send_exec drops it once its encoder returns */

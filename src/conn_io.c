@@ -130,8 +130,8 @@ void agentdb_conn_on_read(PyObject *self, PyObject *arg)
         return;
     }
     c->reads++;
-    if (c->pool != NULL) {
-        agentdb_pool_note_read(c->pool, agentdb_monotonic());
+    if (c->link.pool != NULL) {
+        agentdb_pool_note_read(c->link.pool, agentdb_monotonic());
     }
     if (!PQconsumeInput(c->pg)) {
         agentdb_conn_lost(c, NULL);

@@ -63,7 +63,7 @@ void agentdb_conn_connect_step(agentdb_Connection *c)
     c->cancel = PQgetCancel(c->pg);
     c->utf8_id = pg_char_to_encoding("UTF8");
     c->state = CONN_READY;
-    c->created_at = c->last_used = agentdb_monotonic();
+    c->link.created_at = c->link.last_used = agentdb_monotonic();
     /* One reader for the connection's whole life: results, notices, and EOF
        of an idle connection (liveness without a round trip). */
     if (agentdb_conn_watch_read(c, fd) < 0) {

@@ -17,6 +17,28 @@ int agentdb_connection_alive(agentdb_Connection *c)
     return c->state == CONN_READY && c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK;
 }
 
+agentdb_PoolLink *agentdb_connection_link(agentdb_Connection *c)
+{
+    return &c->link;
+}
+
+Py_ssize_t agentdb_connection_pending(agentdb_Connection *c)
+{
+    return c->nops;
+}
+
+int agentdb_connection_session_dirty(agentdb_Connection *c)
+{
+    return (c->session_flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE)) != 0;
+}
+
+int agentdb_connection_accepts(agentdb_Connection *c)
+{
+    /* (the head is checked first: the walk of agentdb_connection_draining is rare) */
+    return c->state == CONN_READY &&
+           !(c->head != NULL && c->head->abandoned && agentdb_connection_draining(c));
+}
+
 static void conn_fail_ops(agentdb_Connection *c, PyObject *exc)
 {
     agentdb_state *st = agentdb_conn_st(c);
@@ -103,8 +125,8 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
     conn_fail_ops(c, exc);
     Py_DECREF(exc);
     agentdb_iohandle_detach(c->io);
-    if (c->pool != NULL) {
-        agentdb_pool_conn_closed(c->pool, c);
+    if (c->link.pool != NULL) {
+        agentdb_pool_conn_closed(c->link.pool, c);
     }
     PyErr_SetRaisedException(saved);
 }
@@ -477,7 +499,7 @@ static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig)
                          "ops", ops,
                          "state", c->state, "cancel_pending", c->cancel_pending, "simple_mode",
                          c->simple_mode, "kick_scheduled", c->kick_scheduled, "copy_in",
-                         c->copy_in, "pool_state", c->pool_state, "nops", c->nops, "busy",
+                         c->copy_in, "pool_state", c->link.state, "nops", c->nops, "busy",
                          c->pg ? PQisBusy(c->pg) : -1, "writer", c->writer_fd, "reader",
                          c->reader_fd, "socket", c->pg ? PQsocket(c->pg) : -1, "status",
                          c->pg ? (int)PQstatus(c->pg) : -1, "flush", c->pg ? PQflush(c->pg) : -9,
@@ -531,7 +553,7 @@ static PyObject *Connection__future_cancelled(PyObject *self, PyObject *fut)
 static PyObject *Connection__future_abandoned(PyObject *self, PyObject *fut)
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
-    if (fut == c->connect_fut_done && c->pool == NULL) {
+    if (fut == c->connect_fut_done && c->link.pool == NULL) {
         /* A connect that completed for a task cancelled at the same moment:
            nobody but us will ever close it.  (Held, not just remembered by
            address: a freed future's address may be a later query's.) */
@@ -625,7 +647,7 @@ static int Connection_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(c->connect_fut_done);
     Py_VISIT(c->transactions);
     Py_VISIT(c->stmts);
-    Py_VISIT(c->pool);
+    Py_VISIT(c->link.pool);
     Py_VISIT(c->listeners);
     Py_VISIT(c->notice_handlers);
     for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
@@ -642,7 +664,7 @@ static int Connection_clear(PyObject *self)
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_connection_close_now(c, NULL);
     Py_CLEAR(c->stmts);
-    Py_CLEAR(c->pool);
+    Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
     Py_CLEAR(c->transactions);
@@ -663,8 +685,8 @@ static void Connection_finalize(PyObject *self)
         PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed agentdb connection %R", self) < 0) {
         PyErr_WriteUnraisable(self);
     }
-    if (c->pool != NULL && c->pool_state != POOLST_IDLE) {
-        agentdb_pool_conn_lost_by_gc(c->pool, c);
+    if (c->link.pool != NULL && c->link.state != POOLST_IDLE) {
+        agentdb_pool_conn_lost_by_gc(c->link.pool, c);
     }
     agentdb_connection_close_now(c, NULL);
     PyErr_SetRaisedException(exc);
@@ -697,7 +719,7 @@ static void Connection_dealloc(PyObject *self)
     Py_CLEAR(c->cb_timer);
     Py_CLEAR(c->loop);
     Py_CLEAR(c->stmts);
-    Py_CLEAR(c->pool);
+    Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
     Py_CLEAR(c->transactions);

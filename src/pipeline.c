@@ -507,8 +507,8 @@ void agentdb_conn_process(agentdb_Connection *c)
         agentdb_conn_cancel_abandoned(c);
     } while (c->process_again && c->state == CONN_READY);
     c->processing = 0;
-    if (c->state == CONN_READY && c->nops == 0 && c->pool != NULL) {
-        agentdb_pool_conn_drained(c->pool, c);
+    if (c->state == CONN_READY && c->nops == 0 && c->link.pool != NULL) {
+        agentdb_pool_conn_drained(c->link.pool, c);
     }
 }
 
@@ -602,7 +602,7 @@ int agentdb_conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout)
     else {
         c->est_sum += op->est;
     }
-    c->last_used = agentdb_monotonic();
+    c->link.last_used = agentdb_monotonic();
     Py_CLEAR(c->connect_fut_done); /* in use: whoever connected it has it */
     if (c->watchdog == NULL && c->cb_watchdog != NULL) {
         c->reads_seen = c->reads;

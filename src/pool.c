@@ -197,6 +197,12 @@ static int match_id(agentdb_Waiter *w, void *arg)
     return w->id == *(unsigned long long *)arg;
 }
 
+/* The pool's link on connection `c` (pool.h). */
+static inline agentdb_PoolLink *lk(agentdb_Connection *c)
+{
+    return agentdb_connection_link(c);
+}
+
 static void pool_serve(agentdb_Pool *p);
 static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c);
 static double pool_estimate(agentdb_Pool *p, agentdb_StmtProfile *pr);
@@ -206,7 +212,7 @@ static void pool_reserve(agentdb_Pool *p);
    agentdb_pool_conn_closed). */
 static void pool_close_conn(agentdb_Connection *c)
 {
-    c->pool_closing = 1; /* not "lost": the pool decided */
+    lk(c)->closing = 1; /* not "lost": the pool decided */
     agentdb_connection_close_now(c, NULL);
 }
 
@@ -313,8 +319,8 @@ static void pool_grow(agentdb_Pool *p)
 static int pool_adopt(agentdb_Pool *p, agentdb_Connection *c)
 {
     Py_INCREF(p);
-    Py_XSETREF(c->pool, (PyObject *)p);
-    c->pool_state = POOLST_OPENING;
+    Py_XSETREF(lk(c)->pool, (PyObject *)p);
+    lk(c)->state = POOLST_OPENING;
     PyObject *r = PyObject_CallMethod(p->all, "add", "O", (PyObject *)c);
     if (r == NULL) {
         return -1;
@@ -415,11 +421,11 @@ static void pool_on_opened(PyObject *self, PyObject *task)
 /* 1 when the connection is too old (recycle) or idle too long (max_idle). */
 static int pool_expired(agentdb_Pool *p, agentdb_Connection *c, double now)
 {
-    if (p->recycle > 0 && now - c->created_at > p->recycle) {
+    if (p->recycle > 0 && now - lk(c)->created_at > p->recycle) {
         p->n_recycled++;
         return 1;
     }
-    if (p->max_idle > 0 && c->pool_state == POOLST_IDLE && now - c->last_used > p->max_idle) {
+    if (p->max_idle > 0 && lk(c)->state == POOLST_IDLE && now - lk(c)->last_used > p->max_idle) {
         p->n_expired++;
         return 1;
     }
@@ -443,7 +449,7 @@ static agentdb_Connection *pool_pop_idle(agentdb_Pool *p)
             return NULL;
         }
         if (!agentdb_connection_alive(c) || pool_expired(p, c, now)) {
-            c->pool_state = POOLST_RESETTING; /* counted nowhere while it closes */
+            lk(c)->state = POOLST_RESETTING; /* counted nowhere while it closes */
             if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
                 PyErr_Clear();
             }
@@ -451,8 +457,8 @@ static agentdb_Connection *pool_pop_idle(agentdb_Pool *p)
             Py_DECREF(c);
             continue;
         }
-        if (p->pre_ping && now - c->last_used > p->ping_after) {
-            c->pool_state = POOLST_RESETTING;
+        if (p->pre_ping && now - lk(c)->last_used > p->ping_after) {
+            lk(c)->state = POOLST_RESETTING;
             if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
                 PyErr_Clear();
             }
@@ -474,7 +480,7 @@ static agentdb_Connection *pool_pop_idle(agentdb_Pool *p)
 static void ping_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result)
 {
     (void)op;
-    agentdb_Pool *p = (agentdb_Pool *)c->pool;
+    agentdb_Pool *p = (agentdb_Pool *)lk(c)->pool;
     if (p == NULL) {
         return;
     }
@@ -489,7 +495,7 @@ static void ping_done(agentdb_Connection *c, agentdb_Op *op, PyObject *result)
     if (list_remove(p->resetting, (PyObject *)c) < 0) {
         PyErr_Clear();
     }
-    c->pool_state = POOLST_OPENING;
+    lk(c)->state = POOLST_OPENING;
     pool_make_available(p, c);
     Py_DECREF(c);
 }
@@ -503,9 +509,9 @@ static int pool_share(agentdb_Pool *p, agentdb_Connection *c, int solo)
     if (PyList_Append(p->shared, (PyObject *)c) < 0) {
         return -1;
     }
-    c->pool_state = POOLST_SHARED;
-    c->pool_solo = solo;
-    if (c->session_flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE)) {
+    lk(c)->state = POOLST_SHARED;
+    lk(c)->solo = solo;
+    if (agentdb_connection_session_dirty(c)) {
         if (agentdb_connection_queue_reset(c, 0, 1, p->reset_timeout) < 0) {
             PyErr_Clear(); /* not open any more: its close hook takes it out of the list */
         }
@@ -535,7 +541,7 @@ static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_W
             PyObject *exc = PyErr_GetRaisedException();
             set_waiter_error(st, w, exc);
             Py_XDECREF(exc);
-            if (c->nops == 0) {
+            if (agentdb_connection_pending(c) == 0) {
                 agentdb_pool_conn_drained((PyObject *)p, c);
             }
         }
@@ -543,8 +549,8 @@ static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_W
     }
     p->in_use++;
     p->n_acquired++;
-    c->pool_state = POOLST_IN_USE;
-    c->last_used = agentdb_monotonic();
+    lk(c)->state = POOLST_IN_USE;
+    lk(c)->last_used = agentdb_monotonic();
     if (agentdb_future_set_result(st, w->fut, (PyObject *)c) < 0) {
         PyErr_WriteUnraisable(w->fut);
     }
@@ -556,9 +562,9 @@ static int pool_hand_to_waiter(agentdb_Pool *p, agentdb_Connection *c, agentdb_W
 static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c)
 {
     agentdb_state *st = pool_state(p);
-    c->pool_solo = c->pool_reserved = 0;
+    lk(c)->solo = lk(c)->reserved = 0;
     if (p->closing || !agentdb_connection_alive(c) || pool_expired(p, c, agentdb_monotonic())) {
-        c->pool_state = POOLST_RESETTING;
+        lk(c)->state = POOLST_RESETTING;
         if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
@@ -582,15 +588,15 @@ static void pool_make_available(agentdb_Pool *p, agentdb_Connection *c)
         PyErr_WriteUnraisable((PyObject *)p);
     }
     if (PyList_GET_SIZE(p->idle) >= p->pool_size) {
-        c->pool_state = POOLST_RESETTING;
+        lk(c)->state = POOLST_RESETTING;
         if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
         pool_close_conn(c);
         return;
     }
-    c->pool_state = POOLST_IDLE;
-    c->last_used = agentdb_monotonic();
+    lk(c)->state = POOLST_IDLE;
+    lk(c)->last_used = agentdb_monotonic();
     if (PyList_Append(p->idle, (PyObject *)c) < 0) {
         PyErr_WriteUnraisable((PyObject *)p);
     }
@@ -604,7 +610,7 @@ static void pool_serve(agentdb_Pool *p)
         if (c == NULL) {
             break;
         }
-        c->pool_state = POOLST_OPENING;
+        lk(c)->state = POOLST_OPENING;
         pool_make_available(p, c);
         Py_DECREF(c);
     }
@@ -626,7 +632,7 @@ static void pool_run_user_reset(agentdb_Pool *p, agentdb_Connection *c);
 static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int from_acquire)
 {
     if (!agentdb_connection_alive(c)) {
-        c->pool_state = POOLST_RESETTING; /* counted nowhere while it closes */
+        lk(c)->state = POOLST_RESETTING; /* counted nowhere while it closes */
         if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
@@ -635,12 +641,12 @@ static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int from_acquir
     }
     /* Nothing in flight: libpq's status is exact. */
     int rollback = !agentdb_connection_txn_idle(c);
-    int dirty = (c->session_flags & (AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE)) != 0;
+    int dirty = agentdb_connection_session_dirty(c);
     int session = dirty && (!from_acquire || p->reset_mode == RESET_SESSION);
     if ((rollback || session) &&
         agentdb_connection_queue_reset(c, rollback, session, p->reset_timeout) < 0) {
         PyErr_Clear();
-        c->pool_state = POOLST_RESETTING;
+        lk(c)->state = POOLST_RESETTING;
         if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
@@ -653,7 +659,7 @@ static void pool_recycle(agentdb_Pool *p, agentdb_Connection *c, int from_acquir
         pool_run_user_reset(p, c);
         return;
     }
-    c->pool_state = POOLST_OPENING;
+    lk(c)->state = POOLST_OPENING;
     pool_make_available(p, c);
 }
 
@@ -662,23 +668,23 @@ void agentdb_pool_conn_drained(PyObject *pool, agentdb_Connection *c)
 {
     agentdb_Pool *p = (agentdb_Pool *)pool;
     int from_acquire;
-    if (c->pool_state == POOLST_SHARED) {
+    if (lk(c)->state == POOLST_SHARED) {
         from_acquire = 0;
         if (list_remove(p->shared, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
     }
-    else if (c->pool_state == POOLST_RESETTING) {
-        if (c->pool_user_reset == USER_RESET_RUNNING) {
+    else if (lk(c)->state == POOLST_RESETTING) {
+        if (lk(c)->user_reset == USER_RESET_RUNNING) {
             return; /* the user's reset coroutine decides */
         }
-        from_acquire = c->pool_user_reset != USER_RESET_DONE;
-        c->pool_user_reset = USER_RESET_NONE;
+        from_acquire = lk(c)->user_reset != USER_RESET_DONE;
+        lk(c)->user_reset = USER_RESET_NONE;
         if (list_remove(p->resetting, (PyObject *)c) < 0) {
             PyErr_Clear();
         }
         if (!from_acquire) {
-            c->pool_state = POOLST_OPENING; /* reset by its user's coroutine: done */
+            lk(c)->state = POOLST_OPENING; /* reset by its user's coroutine: done */
             Py_INCREF(c);
             pool_make_available(p, c);
             Py_DECREF(c);
@@ -699,8 +705,8 @@ static void pool_run_user_reset(agentdb_Pool *p, agentdb_Connection *c)
 {
     agentdb_state *st = pool_state(p);
     PyObject *coro = NULL, *task = NULL, *r = NULL;
-    c->pool_state = POOLST_RESETTING;
-    c->pool_user_reset = USER_RESET_RUNNING;
+    lk(c)->state = POOLST_RESETTING;
+    lk(c)->user_reset = USER_RESET_RUNNING;
     if (PyList_Append(p->resetting, (PyObject *)c) < 0) {
         goto error;
     }
@@ -730,7 +736,7 @@ error:
     Py_XDECREF(r);
     Py_XDECREF(task);
     Py_XDECREF(coro);
-    c->pool_user_reset = USER_RESET_NONE;
+    lk(c)->user_reset = USER_RESET_NONE;
     pool_close_conn(c);
 }
 
@@ -762,13 +768,13 @@ static void pool_on_user_reset_done(PyObject *self, PyObject *task)
     }
     Py_XDECREF(cancelled);
     PyErr_Clear();
-    if (c->pool_state == POOLST_RESETTING && c->pool_user_reset == USER_RESET_RUNNING) {
-        c->pool_user_reset = USER_RESET_DONE;
+    if (lk(c)->state == POOLST_RESETTING && lk(c)->user_reset == USER_RESET_RUNNING) {
+        lk(c)->user_reset = USER_RESET_DONE;
         if (!ok || !agentdb_connection_alive(c)) {
-            c->pool_user_reset = USER_RESET_NONE;
+            lk(c)->user_reset = USER_RESET_NONE;
             pool_close_conn(c);
         }
-        else if (c->nops == 0) {
+        else if (agentdb_connection_pending(c) == 0) {
             agentdb_pool_conn_drained((PyObject *)p, c);
         }
         /* else: what it queued and did not wait for runs first (the drain hook) */
@@ -781,10 +787,10 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
     agentdb_Pool *p = (agentdb_Pool *)pool;
     PyObject *saved = PyErr_GetRaisedException();
     Py_INCREF(c);
-    c->pool_user_reset = USER_RESET_NONE;
-    switch (c->pool_state) {
+    lk(c)->user_reset = USER_RESET_NONE;
+    switch (lk(c)->state) {
     case POOLST_IDLE:
-        if (!c->pool_closing) {
+        if (!lk(c)->closing) {
             p->n_lost++;
         }
         if (list_remove(p->idle, (PyObject *)c) < 0) {
@@ -807,10 +813,10 @@ void agentdb_pool_conn_closed(PyObject *pool, agentdb_Connection *c)
     default:
         break;
     }
-    if (c->pool_state != POOLST_NONE) {
+    if (lk(c)->state != POOLST_NONE) {
         p->n_closed++;
     }
-    c->pool_state = POOLST_NONE;
+    lk(c)->state = POOLST_NONE;
     Py_DECREF(c);
     pool_check_drained(p);
     if (!p->closing) {
@@ -864,7 +870,7 @@ void agentdb_pool_count_abandoned(PyObject *pool, int on_server)
 void agentdb_pool_conn_lost_by_gc(PyObject *pool, agentdb_Connection *c)
 {
     agentdb_Pool *p = (agentdb_Pool *)pool;
-    if (c->pool_state == POOLST_IN_USE) {
+    if (lk(c)->state == POOLST_IN_USE) {
         p->n_leaked++;
     }
 }
@@ -1023,8 +1029,8 @@ static PyObject *pool_acquire_future(agentdb_Pool *p, double timeout)
             p->in_use++;
             p->n_acquired++;
             p->wait_hist[0]++;
-            c->pool_state = POOLST_IN_USE;
-            c->last_used = agentdb_monotonic();
+            lk(c)->state = POOLST_IN_USE;
+            lk(c)->last_used = agentdb_monotonic();
             int rc = agentdb_future_set_result(st, fut, (PyObject *)c);
             Py_DECREF(c);
             if (rc < 0) {
@@ -1080,19 +1086,19 @@ static int pool_release_conn(agentdb_Pool *p, PyObject *obj)
         return -1;
     }
     agentdb_Connection *c = (agentdb_Connection *)obj;
-    if (c->pool != (PyObject *)p) {
+    if (lk(c)->pool != (PyObject *)p) {
         PyErr_SetString(st->InterfaceError, "this connection does not belong to this pool");
         return -1;
     }
-    if (c->pool_state != POOLST_IN_USE) {
-        if (c->pool_state == POOLST_NONE) {
+    if (lk(c)->state != POOLST_IN_USE) {
+        if (lk(c)->state == POOLST_NONE) {
             return 0; /* closed while checked out: its slot is already free */
         }
         PyErr_SetString(st->InterfaceError, "this connection was already released");
         return -1;
     }
     p->in_use--;
-    c->pool_state = POOLST_RESETTING;
+    lk(c)->state = POOLST_RESETTING;
     if (PyList_Append(p->resetting, obj) < 0) {
         return -1;
     }
@@ -1102,7 +1108,7 @@ static int pool_release_conn(agentdb_Pool *p, PyObject *obj)
     if (!agentdb_connection_alive(c)) {
         pool_close_conn(c);
     }
-    else if (c->nops == 0) {
+    else if (agentdb_connection_pending(c) == 0) {
         agentdb_pool_conn_drained((PyObject *)p, c);
     }
     /* else: its statements still run (a cancelled one draining); the drain hook
@@ -1151,7 +1157,7 @@ static PyObject *Pool__future_abandoned(PyObject *self, PyObject *fut)
         Py_RETURN_NONE;
     }
     if (agentdb_connection_check(st, conn) &&
-        ((agentdb_Connection *)conn)->pool_state == POOLST_IN_USE) {
+        lk((agentdb_Connection *)conn)->state == POOLST_IN_USE) {
         p->n_cancelled_waits++;
         if (pool_release_conn(p, conn) < 0) {
             PyErr_Clear();
@@ -1283,12 +1289,9 @@ static double pool_unknown_est(agentdb_Pool *p)
 /* May a shortcut queue on this shared connection? */
 static int pool_shareable(agentdb_Connection *c)
 {
-    if (c->pool_solo || c->pool_reserved || c->state != CONN_READY) {
-        return 0; /* (a connection that broke is closed as soon as its socket says so) */
-    }
-    /* Statements all abandoned and being cancelled: it takes nothing new until they
-       are gone (a cancel must only ever hit an abandoned statement). */
-    return !(c->head != NULL && c->head->abandoned && agentdb_connection_draining(c));
+    /* Not open, or its statements all abandoned and being cancelled: it takes nothing
+       new until they are gone (a cancel must only ever hit an abandoned statement). */
+    return !lk(c)->solo && !lk(c)->reserved && agentdb_connection_accepts(c);
 }
 
 /* The shared connection whose queue is expected to clear first (borrowed), its
@@ -1339,7 +1342,7 @@ static void pool_reserve(agentdb_Pool *p)
         need += waiter_is_exclusive(w);
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(p->shared); i++) {
-        need -= ((agentdb_Connection *)PyList_GET_ITEM(p->shared, i))->pool_reserved;
+        need -= lk((agentdb_Connection *)PyList_GET_ITEM(p->shared, i))->reserved;
     }
     while (need-- > 0) {
         double wait;
@@ -1347,7 +1350,7 @@ static void pool_reserve(agentdb_Pool *p)
         if (c == NULL) {
             return;
         }
-        c->pool_reserved = 1;
+        lk(c)->reserved = 1;
     }
 }
 
@@ -1427,7 +1430,7 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
         double wait;
         agentdb_Connection *best = pool_pick_shared(p, &wait);
         if (best != NULL && wait > GROW_AFTER &&
-            wait > GROW_QUEUE_FACTOR * (double)best->nops * pool_typical(p) &&
+            wait > GROW_QUEUE_FACTOR * (double)agentdb_connection_pending(best) * pool_typical(p) &&
             pool_may_grow(p)) {
             p->n_grown_for_wait++;
             best = NULL;
@@ -1442,7 +1445,7 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
     if (c != NULL) {
         int rc = agentdb_connection_submit(c, fut, kind, mode, args[0], rest, column, timeout,
                                            (PyObject *)pr, pool_estimate(p, pr));
-        if (rc < 0 && c->nops == 0) {
+        if (rc < 0 && agentdb_connection_pending(c) == 0) {
             PyObject *exc = PyErr_GetRaisedException();
             agentdb_pool_conn_drained((PyObject *)p, c);
             PyErr_SetRaisedException(exc);

@@ -143,10 +143,10 @@ static void op_finalize(agentdb_Op *op)
    goes to the pool that schedules by it. */
 static void op_measure(agentdb_Connection *c, agentdb_Op *op)
 {
-    if (op->profile == NULL || c->pool == NULL || op->abandoned || op->started_at <= 0) {
+    if (op->profile == NULL || c->link.pool == NULL || op->abandoned || op->started_at <= 0) {
         return;
     }
-    agentdb_pool_measured(c->pool, op->profile, agentdb_monotonic() - op->started_at,
+    agentdb_pool_measured(c->link.pool, op->profile, agentdb_monotonic() - op->started_at,
                           op->sent_as_head);
 }
 
