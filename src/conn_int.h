@@ -7,6 +7,7 @@
 
 #include "codecs.h"
 #include "connection.h"
+#include "args.h"
 #include "errors.h"
 #include "record.h"
 #include "sqlclass.h"
@@ -157,8 +158,6 @@ static inline int agentdb_op_in_flight(const agentdb_Op *op)
 void agentdb_conn_close_lost(agentdb_Connection *c, const char *msg);
 void agentdb_conn_lost(agentdb_Connection *c, const char *context);
 int agentdb_conn_check_loop(agentdb_Connection *c, agentdb_state *st);
-int agentdb_parse_timeout_kw(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                             double *timeout);
 
 /* pipeline.c */
 void agentdb_op_free(agentdb_state *st, agentdb_Op *op);

@@ -164,66 +164,6 @@ void agentdb_conn_lost(agentdb_Connection *c, const char *context)
     PyErr_SetRaisedException(saved);
 }
 
-/* Parse (query, *args, timeout=None[, column=0]) of a FASTCALL method. */
-static int parse_query_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                            PyObject **sql, PyObject **rest, double *timeout, int *column,
-                            int allow_column)
-{
-    *timeout = 0;
-    if (column) {
-        *column = 0;
-    }
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "a query is required");
-        return -1;
-    }
-    *sql = args[0];
-    if (!PyUnicode_Check(*sql)) {
-        PyErr_Format(PyExc_TypeError, "the query must be a str, not %.100s",
-                     Py_TYPE(*sql)->tp_name);
-        return -1;
-    }
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        PyObject *val = args[nargs + i];
-        if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
-            if (val != Py_None) {
-                *timeout = PyFloat_AsDouble(val);
-                if (*timeout == -1.0 && PyErr_Occurred()) {
-                    return -1;
-                }
-                if (*timeout <= 0) {
-                    PyErr_SetString(PyExc_ValueError, "timeout must be a positive number");
-                    return -1;
-                }
-            }
-        }
-        else if (allow_column && PyUnicode_CompareWithASCIIString(key, "column") == 0) {
-            long col = PyLong_AsLong(val);
-            if (col == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            if (col < 0 || col > 1600) {
-                PyErr_SetString(PyExc_ValueError, "column must be a non-negative int");
-                return -1;
-            }
-            *column = (int)col;
-        }
-        else {
-            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'", key);
-            return -1;
-        }
-    }
-    *rest = PyTuple_New(nargs - 1);
-    if (*rest == NULL) {
-        return -1;
-    }
-    for (Py_ssize_t i = 1; i < nargs; i++) {
-        PyTuple_SET_ITEM(*rest, i - 1, Py_NewRef(args[i]));
-    }
-    return 0;
-}
 
 int agentdb_conn_check_loop(agentdb_Connection *c, agentdb_state *st)
 {
@@ -242,25 +182,25 @@ int agentdb_conn_check_loop(agentdb_Connection *c, agentdb_state *st)
     return 0;
 }
 
-static PyObject *conn_query(agentdb_Connection *c, int kind, int mode, PyObject *const *args,
-                            Py_ssize_t nargs, PyObject *kwnames, int allow_column)
+/* execute/fetch/fetchrow/fetchval(query, *values, timeout=None[, column=0]). */
+static PyObject *conn_query(agentdb_Connection *c, const char *method, int kind, int mode,
+                            PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                            unsigned keywords)
 {
     agentdb_state *st = agentdb_conn_st(c);
     PyObject *sql = NULL, *rest = NULL, *fut = NULL;
-    double timeout;
-    int column = 0;
-    if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
-        return NULL;
-    }
-    if (parse_query_args(args, nargs, kwnames, &sql, &rest, &timeout, &column,
-                         allow_column) < 0) {
+    agentdb_kwargs kw;
+    if (agentdb_parse_kwargs(method, args, nargs, kwnames, keywords, &kw) < 0 ||
+        agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0 ||
+        agentdb_parse_query(method, args, nargs, &sql, &rest) < 0) {
         return NULL;
     }
     fut = agentdb_future_new(st, c->loop, NULL);
     if (fut == NULL) {
         goto error;
     }
-    if (agentdb_connection_submit(c, fut, kind, mode, sql, rest, column, timeout, NULL, 0) < 0) {
+    if (agentdb_connection_submit(c, fut, kind, mode, sql, rest, kw.column, kw.timeout, NULL,
+                                  0) < 0) {
         goto error;
     }
     Py_DECREF(rest);
@@ -274,53 +214,31 @@ error:
 static PyObject *Connection_execute(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames)
 {
-    return conn_query((agentdb_Connection *)self, OPK_SIMPLE, AGENTDB_MODE_STATUS, args, nargs,
-                      kwnames, 0);
+    return conn_query((agentdb_Connection *)self, "execute", OPK_SIMPLE, AGENTDB_MODE_STATUS,
+                      args, nargs, kwnames, AGENTDB_KW_TIMEOUT);
 }
 
 static PyObject *Connection_fetch(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames)
 {
-    return conn_query((agentdb_Connection *)self, OPK_QUERY, AGENTDB_MODE_ALL, args, nargs,
-                      kwnames, 0);
+    return conn_query((agentdb_Connection *)self, "fetch", OPK_QUERY, AGENTDB_MODE_ALL, args,
+                      nargs, kwnames, AGENTDB_KW_TIMEOUT);
 }
 
 static PyObject *Connection_fetchrow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                      PyObject *kwnames)
 {
-    return conn_query((agentdb_Connection *)self, OPK_QUERY, AGENTDB_MODE_ROW, args, nargs,
-                      kwnames, 0);
+    return conn_query((agentdb_Connection *)self, "fetchrow", OPK_QUERY, AGENTDB_MODE_ROW, args,
+                      nargs, kwnames, AGENTDB_KW_TIMEOUT);
 }
 
 static PyObject *Connection_fetchval(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                      PyObject *kwnames)
 {
-    return conn_query((agentdb_Connection *)self, OPK_QUERY, AGENTDB_MODE_VAL, args, nargs,
-                      kwnames, 1);
+    return conn_query((agentdb_Connection *)self, "fetchval", OPK_QUERY, AGENTDB_MODE_VAL, args,
+                      nargs, kwnames, AGENTDB_KW_TIMEOUT | AGENTDB_KW_COLUMN);
 }
 
-/* The only keyword of the fixed-argument methods: timeout=None (seconds;
-   None or <= 0: the connection's command_timeout). 0 => ok, -1 => error set. */
-int agentdb_parse_timeout_kw(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                            double *timeout)
-{
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    *timeout = 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "timeout") != 0) {
-            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'",
-                         PyTuple_GET_ITEM(kwnames, i));
-            return -1;
-        }
-        if (args[nargs + i] != Py_None) {
-            *timeout = PyFloat_AsDouble(args[nargs + i]);
-            if (*timeout == -1.0 && PyErr_Occurred()) {
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
 
 /* _query(sql, args: tuple, timeout=None) -> (rows, names, types, status):
    one await per statement for the SQLAlchemy adapter. */
@@ -329,12 +247,12 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = agentdb_conn_st(c);
-    double timeout = 0;
+    agentdb_kwargs kw;
     if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "_query(sql: str, args: tuple, timeout=None)");
         return NULL;
     }
-    if (agentdb_parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+    if (agentdb_parse_kwargs("_query", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
         return NULL;
     }
     if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
@@ -345,7 +263,7 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
         return NULL;
     }
     if (agentdb_connection_submit(c, fut, OPK_QUERY, AGENTDB_MODE_RAW, args[0], args[1], 0,
-                                  timeout, NULL, 0) < 0) {
+                                  kw.timeout, NULL, 0) < 0) {
         Py_DECREF(fut);
         return NULL;
     }
@@ -357,13 +275,13 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = agentdb_conn_st(c);
-    double timeout = 0;
+    agentdb_kwargs kw;
     if (nargs != 2 || !PyUnicode_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError,
                         "executemany(query: str, args: iterable of sequences, timeout=None)");
         return NULL;
     }
-    if (agentdb_parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+    if (agentdb_parse_kwargs("executemany", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
         return NULL;
     }
     if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
@@ -390,7 +308,7 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
         return NULL;
     }
     int rc = agentdb_connection_submit(c, fut, OPK_MANY, AGENTDB_MODE_NONE, args[0], rows, 0,
-                                       timeout, NULL, 0);
+                                       kw.timeout, NULL, 0);
     Py_DECREF(rows);
     if (rc < 0) {
         Py_DECREF(fut);
@@ -399,14 +317,20 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
     return fut;
 }
 
+/* close(*, timeout=None): timeout= is asyncpg's; closing never waits. */
 static PyObject *Connection_close(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames)
 {
-    (void)args;
-    (void)nargs;
-    (void)kwnames; /* timeout= accepted for compatibility: closing never waits */
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = agentdb_conn_st(c);
+    agentdb_kwargs kw;
+    if (nargs != 0) {
+        PyErr_SetString(PyExc_TypeError, "close() takes only timeout=");
+        return NULL;
+    }
+    if (agentdb_parse_kwargs("close", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
+        return NULL;
+    }
     /* A pooled connection closed by its user leaves the pool (close_now tells it). */
     agentdb_connection_close_now(c, NULL);
     PyObject *loop = agentdb_running_loop(st);

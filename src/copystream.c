@@ -44,13 +44,13 @@ PyObject *agentdb_Connection__copy(PyObject *self, PyObject *const *args, Py_ssi
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = agentdb_conn_st(c);
-    double timeout = 0;
+    agentdb_kwargs kw;
     if (nargs != 2 || !PyUnicode_Check(args[0]) ||
         (args[1] != Py_None && !PyBytes_Check(args[1]))) {
         PyErr_SetString(PyExc_TypeError, "_copy(sql: str, data: bytes | None, timeout=None)");
         return NULL;
     }
-    if (agentdb_parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+    if (agentdb_parse_kwargs("_copy", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
         return NULL;
     }
     if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
@@ -79,7 +79,7 @@ PyObject *agentdb_Connection__copy(PyObject *self, PyObject *const *args, Py_ssi
             return NULL;
         }
     }
-    if (agentdb_conn_enqueue(c, op, timeout) < 0) {
+    if (agentdb_conn_enqueue(c, op, kw.timeout) < 0) {
         Py_DECREF(fut);
         return NULL;
     }
@@ -95,12 +95,12 @@ PyObject *agentdb_Connection__copy_hold(PyObject *self, PyObject *const *args, P
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = agentdb_conn_st(c);
-    double timeout = 0;
+    agentdb_kwargs kw;
     if (nargs != 0) {
         PyErr_SetString(PyExc_TypeError, "_copy_hold(*, timeout=None)");
         return NULL;
     }
-    if (agentdb_parse_timeout_kw(args, nargs, kwnames, &timeout) < 0) {
+    if (agentdb_parse_kwargs("_copy_hold", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
         return NULL;
     }
     if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
@@ -124,7 +124,7 @@ PyObject *agentdb_Connection__copy_hold(PyObject *self, PyObject *const *args, P
     op->fut = Py_NewRef(fut);
     op->copy_mode = COPY_IN;
     op->held = 1;
-    if (agentdb_conn_enqueue(c, op, timeout) < 0) {
+    if (agentdb_conn_enqueue(c, op, kw.timeout) < 0) {
         Py_DECREF(fut);
         return NULL;
     }

@@ -76,23 +76,6 @@ static PyObject *pool_acquire_future(agentdb_Pool *p, double timeout)
     return fut;
 }
 
-int agentdb_pool_parse_timeout(PyObject *obj, double *out)
-{
-    *out = 0;
-    if (obj == NULL || obj == Py_None) {
-        return 0;
-    }
-    *out = PyFloat_AsDouble(obj);
-    if (*out == -1.0 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (*out <= 0) {
-        PyErr_SetString(PyExc_ValueError, "timeout must be a positive number");
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *done_future(agentdb_state *st, PyObject *loop, PyObject *value)
 {
     PyObject *fut = agentdb_future_new(st, loop, NULL);
@@ -148,12 +131,13 @@ static PyObject *Pool_release(PyObject *self, PyObject *const *args, Py_ssize_t 
 {
     agentdb_Pool *p = (agentdb_Pool *)self;
     agentdb_state *st = agentdb_pool_st(p);
-    (void)kwnames;
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "release(connection)");
+    agentdb_kwargs kw; /* timeout= is asyncpg's: releasing never waits */
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "release(connection, *, timeout=None)");
         return NULL;
     }
-    if (pool_release_conn(p, args[0]) < 0) {
+    if (agentdb_parse_kwargs("release", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0 ||
+        pool_release_conn(p, args[0]) < 0) {
         return NULL;
     }
     return done_future(st, p->loop, Py_None);
@@ -206,21 +190,13 @@ static PyObject *Pool_acquire(PyObject *self, PyObject *const *args, Py_ssize_t 
 {
     agentdb_Pool *p = (agentdb_Pool *)self;
     agentdb_state *st = agentdb_pool_st(p);
-    double timeout = 0;
+    agentdb_kwargs kw;
     if (nargs > 0) {
         PyErr_SetString(PyExc_TypeError, "acquire() takes only timeout=");
         return NULL;
     }
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "timeout") != 0) {
-            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'",
-                         PyTuple_GET_ITEM(kwnames, i));
-            return NULL;
-        }
-        if (agentdb_pool_parse_timeout(args[i], &timeout) < 0) {
-            return NULL;
-        }
+    if (agentdb_parse_kwargs("acquire", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
+        return NULL;
     }
     agentdb_AcquireContext *ctx = PyObject_GC_New(agentdb_AcquireContext, st->AcquireContextType);
     if (ctx == NULL) {
@@ -228,7 +204,7 @@ static PyObject *Pool_acquire(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     ctx->pool = Py_NewRef(self);
     ctx->fut = NULL;
-    ctx->timeout = timeout;
+    ctx->timeout = kw.timeout;
     PyObject_GC_Track(ctx);
     return (PyObject *)ctx;
 }

@@ -5,6 +5,7 @@
 #define AGENTDB_POOL_INT_H
 
 #include "connection.h"
+#include "args.h"
 #include "errors.h"
 #include "pool.h"
 
@@ -98,7 +99,6 @@ static inline agentdb_PoolLink *agentdb_pool_link(agentdb_Connection *c)
 
 /* pool.c */
 int agentdb_pool_check_open(agentdb_Pool *p, agentdb_state *st);
-int agentdb_pool_parse_timeout(PyObject *obj, double *out);
 
 /* pool_conns.c */
 Py_ssize_t agentdb_pool_count(agentdb_Pool *p);

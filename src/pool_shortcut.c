@@ -231,60 +231,23 @@ void agentdb_pool_reserve(agentdb_Pool *p)
     }
 }
 
-/* Parse (query, *args, timeout=None[, column=0]) of a shortcut. 0 => ok. */
-static int parse_shortcut_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                               int allow_column, double *timeout, int *column,
-                               PyObject **rest)
-{
-    *timeout = 0;
-    *column = 0;
-    if (nargs < 1 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "the first argument must be the query (a str)");
-        return -1;
-    }
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
-            if (agentdb_pool_parse_timeout(args[nargs + i], timeout) < 0) {
-                return -1;
-            }
-        }
-        else if (allow_column && PyUnicode_CompareWithASCIIString(key, "column") == 0) {
-            long col = PyLong_AsLong(args[nargs + i]);
-            if ((col == -1 && PyErr_Occurred()) || col < 0 || col > 1600) {
-                PyErr_SetString(PyExc_ValueError, "column must be a non-negative int");
-                return -1;
-            }
-            *column = (int)col;
-        }
-        else {
-            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%U'", key);
-            return -1;
-        }
-    }
-    *rest = PyTuple_New(nargs - 1);
-    if (*rest == NULL) {
-        return -1;
-    }
-    for (Py_ssize_t i = 1; i < nargs; i++) {
-        PyTuple_SET_ITEM(*rest, i - 1, Py_NewRef(args[i]));
-    }
-    return 0;
-}
 
-static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
-                               Py_ssize_t nargs, PyObject *kwnames, int allow_column)
+/* fetch/fetchrow/fetchval/execute(query, *values, timeout=None[, column=0]). */
+static PyObject *pool_shortcut(agentdb_Pool *p, const char *method, int mode,
+                               PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                               unsigned keywords)
 {
     agentdb_state *st = agentdb_pool_st(p);
-    double timeout;
-    int column;
-    PyObject *rest = NULL, *fut = NULL;
-    if (agentdb_pool_check_open(p, st) < 0 ||
-        parse_shortcut_args(args, nargs, kwnames, allow_column, &timeout, &column, &rest) < 0) {
+    agentdb_kwargs kw;
+    PyObject *query = NULL, *rest = NULL, *fut = NULL;
+    if (agentdb_parse_kwargs(method, args, nargs, kwnames, keywords, &kw) < 0 ||
+        agentdb_pool_check_open(p, st) < 0 ||
+        agentdb_parse_query(method, args, nargs, &query, &rest) < 0) {
         return NULL;
     }
-    agentdb_StmtProfile *pr = pool_profile(p, args[0]);
+    double timeout = kw.timeout;
+    int column = kw.column;
+    agentdb_StmtProfile *pr = pool_profile(p, query);
     if (pr == NULL || agentdb_sql_refuse(st, pr->flags) < 0) {
         goto error;
     }
@@ -320,7 +283,7 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
         goto error;
     }
     if (c != NULL) {
-        int rc = agentdb_connection_submit(c, fut, kind, mode, args[0], rest, column, timeout,
+        int rc = agentdb_connection_submit(c, fut, kind, mode, query, rest, column, timeout,
                                            (PyObject *)pr, agentdb_pool_estimate(p, pr));
         if (rc < 0 && agentdb_connection_pending(c) == 0) {
             PyObject *exc = PyErr_GetRaisedException();
@@ -341,7 +304,7 @@ static PyObject *pool_shortcut(agentdb_Pool *p, int mode, PyObject *const *args,
         w->solo = solo;
         w->mode = mode;
         w->column = column;
-        w->sql = Py_NewRef(args[0]);
+        w->sql = Py_NewRef(query);
         w->args = Py_NewRef(rest);
         w->profile = Py_NewRef((PyObject *)pr);
         w->timeout = timeout;
@@ -359,23 +322,27 @@ error:
 PyObject *agentdb_Pool_fetch(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames)
 {
-    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_ALL, args, nargs, kwnames, 0);
+    return pool_shortcut((agentdb_Pool *)self, "fetch", AGENTDB_MODE_ALL, args, nargs, kwnames,
+                         AGENTDB_KW_TIMEOUT);
 }
 
 PyObject *agentdb_Pool_fetchrow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames)
 {
-    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_ROW, args, nargs, kwnames, 0);
+    return pool_shortcut((agentdb_Pool *)self, "fetchrow", AGENTDB_MODE_ROW, args, nargs, kwnames,
+                         AGENTDB_KW_TIMEOUT);
 }
 
 PyObject *agentdb_Pool_fetchval(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames)
 {
-    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_VAL, args, nargs, kwnames, 1);
+    return pool_shortcut((agentdb_Pool *)self, "fetchval", AGENTDB_MODE_VAL, args, nargs, kwnames,
+                         AGENTDB_KW_TIMEOUT | AGENTDB_KW_COLUMN);
 }
 
 PyObject *agentdb_Pool_execute(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames)
 {
-    return pool_shortcut((agentdb_Pool *)self, AGENTDB_MODE_STATUS, args, nargs, kwnames, 0);
+    return pool_shortcut((agentdb_Pool *)self, "execute", AGENTDB_MODE_STATUS, args, nargs, kwnames,
+                         AGENTDB_KW_TIMEOUT);
 }

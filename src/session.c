@@ -143,12 +143,14 @@ PyObject *agentdb_Connection__reset_session(PyObject *self, PyObject *const *arg
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = agentdb_conn_st(c);
-    double timeout = 0;
+    agentdb_kwargs kw;
     if (nargs != 0) {
         PyErr_SetString(PyExc_TypeError, "_reset_session(*, timeout=None)");
         return NULL;
     }
-    if (agentdb_parse_timeout_kw(args, nargs, kwnames, &timeout) < 0 || agentdb_conn_check_ready(c) < 0 ||
+    if (agentdb_parse_kwargs("_reset_session", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) <
+            0 ||
+        agentdb_conn_check_ready(c) < 0 ||
         agentdb_conn_check_loop(c, st) < 0) {
         return NULL;
     }
@@ -156,7 +158,7 @@ PyObject *agentdb_Connection__reset_session(PyObject *self, PyObject *const *arg
     if (fut == NULL) {
         return NULL;
     }
-    if (queue_session_reset(c, timeout, NULL, fut) < 0) {
+    if (queue_session_reset(c, kw.timeout, NULL, fut) < 0) {
         Py_DECREF(fut);
         return NULL;
     }
