@@ -75,8 +75,11 @@ extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initia
 if os.environ.get("AGENTDB_WERROR"):
     extra_compile_args.append("-Werror")
 if os.environ.get("AGENTDB_DEBUG_BUILD"):
-    # Counts PGconn/PGresult allocations and frees (checked by the leak tests).
-    extra_compile_args += ["-O0", "-g", "-DAGENTDB_DEBUG_COUNTS=1"]
+    extra_compile_args += ["-O0", "-g"]
+# AGENTDB_TESTING=1 (the test set-up, .ci/setup.sh, exports it): the core's test hooks
+# (_decode, _debug_state, _connections...) and its libpq handle counters are compiled in.
+# A release build has neither.
+testing_macros = [("AGENTDB_TESTING", "1")] if os.environ.get("AGENTDB_TESTING") else []
 
 setup(
     ext_modules=[
@@ -89,7 +92,8 @@ setup(
             library_dirs=library_dirs,
             runtime_library_dirs=runtime_library_dirs,
             libraries=["pq", "m"],
-            define_macros=[("AGENTDB_LIBPQ_SYSCONFDIR", c_string(libpq_sysconfdir()))],
+            define_macros=[("AGENTDB_LIBPQ_SYSCONFDIR", c_string(libpq_sysconfdir()))]
+            + testing_macros,
             extra_compile_args=extra_compile_args,
         )
     ],

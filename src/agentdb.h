@@ -73,7 +73,8 @@ typedef struct {
     PyObject *codec_cache;   /* free for codecs.c to use (NULL if unused) */
 
     /* libpq handles alive (every PGconn and PGresult has one owner and is
-       freed once: the leak tests compare these before and after). */
+       freed once: the leak tests compare these before and after); counted only
+       in testing builds (AGENTDB_COUNT). */
     Py_ssize_t live_pgconns;
     Py_ssize_t live_pgresults;
 
@@ -89,6 +90,16 @@ typedef struct {
         *str_set_exception, *str_done, *str_create_task, *str_add_done_callback,
         *str_run_in_executor, *str_result, *str_exception, *str_cancelled;
 } agentdb_state;
+
+/* AGENTDB_TESTING (setup.py: the environment variable AGENTDB_TESTING=1, which the test
+   set-up exports): the test hooks (_decode, _encode, _classify_sql, _debug_state,
+   _pending, _connections...) and the libpq handle counters are compiled in.  A release
+   build has neither: nothing on a hot path counts for tests. */
+#ifdef AGENTDB_TESTING
+#define AGENTDB_COUNT(counter, delta) ((counter) += (delta))
+#else
+#define AGENTDB_COUNT(counter, delta) ((void)sizeof((counter) + (delta))) /* not evaluated */
+#endif
 
 /* The module state from the module object (never NULL after init). */
 static inline agentdb_state *agentdb_get_state(PyObject *module)

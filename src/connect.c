@@ -154,7 +154,7 @@ PyObject *agentdb_Connection__connect(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto error;
     }
-    st->live_pgconns++;
+    AGENTDB_COUNT(st->live_pgconns, 1);
     /* Notices go nowhere by default rather than to stderr. */
     PQsetNoticeReceiver(c->pg, agentdb_notice_receive, c);
     c->state = CONN_CONNECTING;

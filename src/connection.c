@@ -76,7 +76,7 @@ static void conn_release_pg(agentdb_Connection *c)
             PQfinish(c->pg);
         }
         c->pg = NULL;
-        agentdb_conn_st(c)->live_pgconns--;
+        AGENTDB_COUNT(agentdb_conn_st(c)->live_pgconns, -1);
     }
 }
 
@@ -394,12 +394,14 @@ static PyObject *Connection_ssl_in_use(PyObject *self, PyObject *Py_UNUSED(ig))
     return PyBool_FromLong(c->pg ? PQsslInUse(c->pg) : 0);
 }
 
+#ifdef AGENTDB_TESTING
 static PyObject *Connection__pending(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     return PyLong_FromSsize_t(((agentdb_Connection *)self)->nops);
 }
 
-/* _debug_state() -> dict: the pipeline's state, for tests and post-mortems. */
+/* _debug_state() -> dict: the pipeline's state, for tests and post-mortems.  It only
+   looks: no libpq call that reads or sends (PQflush, PQisBusy) runs here. */
 static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     agentdb_Connection *c = (agentdb_Connection *)self;
@@ -419,17 +421,17 @@ static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig)
         }
         Py_DECREF(t);
     }
-    return Py_BuildValue("{s:N,s:i,s:i,s:i,s:i,s:i,s:i,s:n,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:k}",
-                         "ops", ops,
-                         "state", c->state, "cancel_pending", c->cancel_pending, "simple_mode",
-                         c->simple_mode, "kick_scheduled", c->kick_scheduled, "copy_in",
-                         c->copy_in, "pool_state", c->link.state, "nops", c->nops, "busy",
-                         c->pg ? PQisBusy(c->pg) : -1, "writer", c->writer_fd, "reader",
-                         c->reader_fd, "socket", c->pg ? PQsocket(c->pg) : -1, "status",
-                         c->pg ? (int)PQstatus(c->pg) : -1, "flush", c->pg ? PQflush(c->pg) : -9,
-                         "readable", agentdb_fd_readable(c->pg ? PQsocket(c->pg) : -1), "stalls",
+    return Py_BuildValue("{s:N,s:i,s:i,s:i,s:i,s:i,s:i,s:n,s:i,s:i,s:i,s:i,s:i,s:k}", "ops",
+                         ops, "state", c->state, "cancel_pending", c->cancel_pending,
+                         "simple_mode", c->simple_mode, "kick_scheduled", c->kick_scheduled,
+                         "copy_in", c->copy_in, "pool_state", c->link.state, "nops", c->nops,
+                         "writer", c->writer_fd, "reader", c->reader_fd, "socket",
+                         c->pg ? PQsocket(c->pg) : -1, "status",
+                         c->pg ? (int)PQstatus(c->pg) : -1, "readable",
+                         agentdb_fd_readable(c->pg ? PQsocket(c->pg) : -1), "stalls",
                          c->stalls);
 }
+#endif
 
 /* _configure(statement_cache_size, command_timeout, cancel_grace[, json_text]) */
 static PyObject *Connection__configure(PyObject *self, PyObject *args)
@@ -522,9 +524,11 @@ static PyMethodDef Connection_methods[] = {
     {"get_backend_pid", Connection_get_backend_pid, METH_NOARGS, NULL},
     {"get_parameter_status", Connection_get_parameter_status, METH_O, NULL},
     {"ssl_in_use", Connection_ssl_in_use, METH_NOARGS, NULL},
+#ifdef AGENTDB_TESTING
     {"_pending", Connection__pending, METH_NOARGS, NULL},
     {"_statement_count", agentdb_Connection__statement_count, METH_NOARGS, NULL},
     {"_debug_state", Connection__debug_state, METH_NOARGS, NULL},
+#endif
     {"_listeners", agentdb_Connection__listeners, METH_NOARGS, NULL},
     {"_reset_session", (PyCFunction)(void (*)(void))agentdb_Connection__reset_session,
      METH_FASTCALL | METH_KEYWORDS, NULL},

@@ -585,6 +585,7 @@ static PyObject *Pool_stats(PyObject *self, PyObject *Py_UNUSED(ig))
     return d;
 }
 
+#ifdef AGENTDB_TESTING
 /* _connections() -> (idle, shared, resetting): lists of the connections the
    pool holds, for tests and post-mortems. */
 static PyObject *Pool__connections(PyObject *self, PyObject *Py_UNUSED(ig))
@@ -599,6 +600,7 @@ static PyObject *Pool__profiles(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     return PyDict_Copy(((agentdb_Pool *)self)->profiles);
 }
+#endif
 
 static PyObject *Pool_is_closing(PyObject *self, PyObject *Py_UNUSED(ig))
 {
@@ -626,8 +628,10 @@ static PyMethodDef Pool_methods[] = {
     {"stats", Pool_stats, METH_NOARGS, "Counters and sizes of the pool, as a dict."},
     {"terminate", Pool_terminate, METH_NOARGS, "Close every connection now."},
     {"is_closing", Pool_is_closing, METH_NOARGS, NULL},
+#ifdef AGENTDB_TESTING
     {"_connections", Pool__connections, METH_NOARGS, NULL},
     {"_profiles", Pool__profiles, METH_NOARGS, NULL},
+#endif
     {"get_loop", Pool_get_loop, METH_NOARGS, NULL},
     {"_begin_close", Pool__begin_close, METH_NOARGS, NULL},
     {"_adopt", Pool__adopt, METH_O, NULL},

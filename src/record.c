@@ -564,6 +564,7 @@ static PyType_Spec record_spec = {
     .slots = record_slots,
 };
 
+#ifdef AGENTDB_TESTING
 /* _make_record(names, values): a Record with columns `names` (tuple of str,
    type OIDs 0) and `values` (tuple, same length) (tests).  The column layout
    goes through a real PGresult (PQmakeEmptyPGresult + PQsetResultAttrs) and
@@ -653,6 +654,7 @@ static PyMethodDef record_module_methods[] = {
      "(tests)."},
     {NULL, NULL, 0, NULL},
 };
+#endif
 
 int agentdb_record_setup(PyObject *module, agentdb_state *st)
 {
@@ -674,5 +676,9 @@ int agentdb_record_setup(PyObject *module, agentdb_state *st)
         PyModule_AddType(module, st->RecordDescType) < 0) {
         return -1;
     }
+#ifdef AGENTDB_TESTING
     return PyModule_AddFunctions(module, record_module_methods);
+#else
+    return 0;
+#endif
 }

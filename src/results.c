@@ -229,7 +229,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
 static inline void result_clear(agentdb_Connection *c, PGresult *res)
 {
     if (res != NULL) {
-        c->st->live_pgresults--;
+        AGENTDB_COUNT(c->st->live_pgresults, -1);
         PQclear(res);
     }
 }
@@ -270,7 +270,7 @@ void agentdb_conn_read_results(agentdb_Connection *c)
         }
         PGresult *res = PQgetResult(pg);
         if (res != NULL) {
-            c->st->live_pgresults++;
+            AGENTDB_COUNT(c->st->live_pgresults, 1);
         }
         if (op->st == OPST_SIMPLE) {
             if (res == NULL) {
