@@ -1,4 +1,7 @@
-"""Build agentdb._core against the system libpq (found with pg_config, then pkg-config)."""
+"""Build agentdb._core against the system libpq (found with pg_config, then pkg-config).
+
+Linux only: that is what CI builds and tests (Debian 12, gcc, libpq 15 and 18).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ from setuptools import Extension, setup
 
 INSTALL_HINT = (
     "agentdb needs libpq's headers and library to build. On Debian/Ubuntu: "
-    "apt-get install libpq-dev python3-dev; on Fedora: dnf install libpq-devel; "
-    "on macOS: brew install libpq (and put its bin/ on PATH)."
+    "apt-get install libpq-dev python3-dev (or point PG_CONFIG at a pg_config)."
 )
+
+if not sys.platform.startswith("linux"):
+    sys.exit("error: agentdb builds on Linux only (the platform CI builds and tests).")
 
 
 def _run(*cmd: str) -> str | None:

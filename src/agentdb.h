@@ -5,8 +5,20 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <libpq-fe.h>
+#include <stddef.h> /* offsetof, for the PyMemberDef tables */
 
 #if PY_VERSION_HEX < 0x030C0000
+/* Python 3.12 moved PyMemberDef's type codes into Python.h under Py_ names;
+   before, they are structmember.h's. */
+#include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_T_PYSSIZET T_PYSSIZET
+#define Py_T_UINT T_UINT
+#define Py_T_ULONG T_ULONG
+#define Py_T_ULONGLONG T_ULONGLONG
+#define Py_T_DOUBLE T_DOUBLE
+#define Py_READONLY READONLY
+
 /* Python 3.12's single-object error API, for 3.10 and 3.11. */
 static inline PyObject *PyErr_GetRaisedException(void)
 {

@@ -5,7 +5,6 @@
 
 #include <stdint.h>
 #include <unistd.h>
-#include "structmember.h"
 
 int agentdb_connection_check(agentdb_state *st, PyObject *obj)
 {
@@ -670,10 +669,10 @@ static PyObject *Connection_repr(PyObject *self)
 }
 
 static PyMemberDef Connection_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(agentdb_Connection, weakreflist), READONLY},
-    {"_transactions", T_OBJECT_EX, offsetof(agentdb_Connection, transactions), READONLY,
+    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(agentdb_Connection, weakreflist), Py_READONLY},
+    {"_transactions", Py_T_OBJECT_EX, offsetof(agentdb_Connection, transactions), Py_READONLY,
      "The stack of open Transaction objects (emptied when a pool takes it back)."},
-    {"_lease", T_ULONGLONG, offsetof(agentdb_Connection, lease), READONLY,
+    {"_lease", Py_T_ULONGLONG, offsetof(agentdb_Connection, lease), Py_READONLY,
      "How many times a pool took it back: a Transaction notes it when it starts."},
     {NULL, 0, 0, 0, NULL},
 };

@@ -377,11 +377,22 @@ static int op_send_simple(agentdb_Connection *c, agentdb_Op *op)
 static void set_cork(agentdb_Connection *c, int on)
 {
     /* Statements queued in one loop iteration leave in as few segments as
-       possible (libpq <= 16 flushes at every sync).  Only TCP has a cork. */
+       possible (libpq <= 16 flushes at every sync).  Only TCP has a cork, and only
+       Linux calls it TCP_CORK (BSDs: TCP_NOPUSH); elsewhere segments go as they come. */
+#if defined(TCP_CORK)
     int fd = PQsocket(c->pg);
     if (fd >= 0) {
         (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
     }
+#elif defined(TCP_NOPUSH)
+    int fd = PQsocket(c->pg);
+    if (fd >= 0) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NOPUSH, &on, sizeof(on));
+    }
+#else
+    (void)c;
+    (void)on;
+#endif
 }
 
 /* Send every queued statement that may go now, in order. */

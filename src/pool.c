@@ -2,7 +2,6 @@
    the AcquireContext of `async with pool.acquire()`, stats(). */
 #include "pool_int.h"
 
-#include "structmember.h"
 
 static PyObject *Pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -712,7 +711,7 @@ static void Pool_dealloc(PyObject *self)
 }
 
 static PyMemberDef Pool_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(agentdb_Pool, weakreflist), READONLY},
+    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(agentdb_Pool, weakreflist), Py_READONLY},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -4,7 +4,6 @@
 #include "pool_int.h"
 
 #include <math.h>
-#include "structmember.h"
 
 /* Statement texts the pool keeps timings for; beyond, the oldest is forgotten. */
 #define PROFILES_MAX 1024
@@ -78,10 +77,10 @@ static void StmtProfile_dealloc(PyObject *self)
 }
 
 static PyMemberDef StmtProfile_members[] = {
-    {"flags", T_UINT, offsetof(agentdb_StmtProfile, flags), READONLY,
+    {"flags", Py_T_UINT, offsetof(agentdb_StmtProfile, flags), Py_READONLY,
      "What the statement does to its session (the core's SQL_* flags)."},
-    {"runs", T_ULONG, offsetof(agentdb_StmtProfile, runs), READONLY, "Runs timed."},
-    {"mean", T_DOUBLE, offsetof(agentdb_StmtProfile, mean), READONLY,
+    {"runs", Py_T_ULONG, offsetof(agentdb_StmtProfile, runs), Py_READONLY, "Runs timed."},
+    {"mean", Py_T_DOUBLE, offsetof(agentdb_StmtProfile, mean), Py_READONLY,
      "Moving average of its duration on the server, seconds."},
     {NULL, 0, 0, 0, NULL},
 };

@@ -4,7 +4,6 @@
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
-#include <structmember.h>
 
 /* ---- RecordDesc --------------------------------------------------------- */
 
@@ -105,10 +104,10 @@ static void recorddesc_dealloc(agentdb_RecordDesc *self)
 }
 
 static PyMemberDef recorddesc_members[] = {
-    {"names", T_OBJECT, offsetof(agentdb_RecordDesc, names), READONLY, "Column names."},
-    {"index", T_OBJECT, offsetof(agentdb_RecordDesc, index), READONLY,
+    {"names", Py_T_OBJECT_EX, offsetof(agentdb_RecordDesc, names), Py_READONLY, "Column names."},
+    {"index", Py_T_OBJECT_EX, offsetof(agentdb_RecordDesc, index), Py_READONLY,
      "Column name -> position (first column wins)."},
-    {"types", T_OBJECT, offsetof(agentdb_RecordDesc, types), READONLY, "Column type OIDs."},
+    {"types", Py_T_OBJECT_EX, offsetof(agentdb_RecordDesc, types), Py_READONLY, "Column type OIDs."},
     {NULL},
 };
 

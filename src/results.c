@@ -89,6 +89,26 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
     }
 }
 
+/* The bytes of a list of bytes chunks (COPY TO STDOUT data), in one allocation. */
+static PyObject *join_chunks(PyObject *chunks)
+{
+    Py_ssize_t n = PyList_GET_SIZE(chunks), size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size += PyBytes_GET_SIZE(PyList_GET_ITEM(chunks, i));
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *dst = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *chunk = PyList_GET_ITEM(chunks, i);
+        memcpy(dst, PyBytes_AS_STRING(chunk), (size_t)PyBytes_GET_SIZE(chunk));
+        dst += PyBytes_GET_SIZE(chunk);
+    }
+    return out;
+}
+
 /* The op's final result, by mode, once its last result has been read. */
 static void op_finalize(agentdb_Op *op)
 {
@@ -96,9 +116,7 @@ static void op_finalize(agentdb_Op *op)
         return;
     }
     if (op->copy_mode == COPY_OUT && op->copy_data != NULL) {
-        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-        PyObject *data = empty ? _PyBytes_Join(empty, op->copy_data) : NULL;
-        Py_XDECREF(empty);
+        PyObject *data = join_chunks(op->copy_data);
         if (data == NULL) {
             agentdb_op_take_error(op);
         }
