@@ -1,4 +1,7 @@
-"""Build agentdb._core against the system libpq (found with pg_config, then pkg-config)."""
+"""Build agentdb._core against the system libpq (found with pg_config, then pkg-config).
+
+Linux only: that is what CI builds and tests (Debian 12, gcc, libpq 15 and 18).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ from setuptools import Extension, setup
 
 INSTALL_HINT = (
     "agentdb needs libpq's headers and library to build. On Debian/Ubuntu: "
-    "apt-get install libpq-dev python3-dev; on Fedora: dnf install libpq-devel; "
-    "on macOS: brew install libpq (and put its bin/ on PATH)."
+    "apt-get install libpq-dev python3-dev (or point PG_CONFIG at a pg_config)."
 )
+
+if not sys.platform.startswith("linux"):
+    sys.exit("error: agentdb builds on Linux only (the platform CI builds and tests).")
 
 
 def _run(*cmd: str) -> str | None:
@@ -75,8 +80,11 @@ extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initia
 if os.environ.get("AGENTDB_WERROR"):
     extra_compile_args.append("-Werror")
 if os.environ.get("AGENTDB_DEBUG_BUILD"):
-    # Counts PGconn/PGresult allocations and frees (checked by the leak tests).
-    extra_compile_args += ["-O0", "-g", "-DAGENTDB_DEBUG_COUNTS=1"]
+    extra_compile_args += ["-O0", "-g"]
+# AGENTDB_TESTING=1 (the test set-up, .ci/setup.sh, exports it): the core's test hooks
+# (_decode, _debug_state, _connections...) and its libpq handle counters are compiled in.
+# A release build has neither.
+testing_macros = [("AGENTDB_TESTING", "1")] if os.environ.get("AGENTDB_TESTING") else []
 
 setup(
     ext_modules=[
@@ -89,7 +97,8 @@ setup(
             library_dirs=library_dirs,
             runtime_library_dirs=runtime_library_dirs,
             libraries=["pq", "m"],
-            define_macros=[("AGENTDB_LIBPQ_SYSCONFDIR", c_string(libpq_sysconfdir()))],
+            define_macros=[("AGENTDB_LIBPQ_SYSCONFDIR", c_string(libpq_sysconfdir()))]
+            + testing_macros,
             extra_compile_args=extra_compile_args,
         )
     ],

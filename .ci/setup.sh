@@ -10,6 +10,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="${AGENTDB_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 export AGENTDB_WERROR="${AGENTDB_WERROR:-1}"
+# The build the tests run: with the core's test hooks and handle counters (setup.py).
+export AGENTDB_TESTING="${AGENTDB_TESTING:-1}"
 
 _log() { printf '==> %s\n' "$*"; }
 

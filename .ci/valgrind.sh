@@ -21,7 +21,7 @@ command -v valgrind >/dev/null || { echo "valgrind not installed: apt-get instal
 log=$(mktemp /tmp/agentdb-valgrind.XXXXXX.log)
 
 echo "==> building agentdb/_core in place with -O0 -g"
-CFLAGS="-O0 -g" "$PY" setup.py build_ext --inplace --force >"$log.build" 2>&1 \
+AGENTDB_TESTING=1 CFLAGS="-O0 -g" "$PY" setup.py build_ext --inplace --force >"$log.build" 2>&1 \
     || { cat "$log.build"; exit 1; }
 
 echo "==> valgrind memcheck (log: $log)"

@@ -5,8 +5,20 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <libpq-fe.h>
+#include <stddef.h> /* offsetof, for the PyMemberDef tables */
 
 #if PY_VERSION_HEX < 0x030C0000
+/* Python 3.12 moved PyMemberDef's type codes into Python.h under Py_ names;
+   before, they are structmember.h's. */
+#include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_T_PYSSIZET T_PYSSIZET
+#define Py_T_UINT T_UINT
+#define Py_T_ULONG T_ULONG
+#define Py_T_ULONGLONG T_ULONGLONG
+#define Py_T_DOUBLE T_DOUBLE
+#define Py_READONLY READONLY
+
 /* Python 3.12's single-object error API, for 3.10 and 3.11. */
 static inline PyObject *PyErr_GetRaisedException(void)
 {
@@ -73,7 +85,8 @@ typedef struct {
     PyObject *codec_cache;   /* free for codecs.c to use (NULL if unused) */
 
     /* libpq handles alive (every PGconn and PGresult has one owner and is
-       freed once: the leak tests compare these before and after). */
+       freed once: the leak tests compare these before and after); counted only
+       in testing builds (AGENTDB_COUNT). */
     Py_ssize_t live_pgconns;
     Py_ssize_t live_pgresults;
 
@@ -89,6 +102,16 @@ typedef struct {
         *str_set_exception, *str_done, *str_create_task, *str_add_done_callback,
         *str_run_in_executor, *str_result, *str_exception, *str_cancelled;
 } agentdb_state;
+
+/* AGENTDB_TESTING (setup.py: the environment variable AGENTDB_TESTING=1, which the test
+   set-up exports): the test hooks (_decode, _encode, _classify_sql, _debug_state,
+   _pending, _connections...) and the libpq handle counters are compiled in.  A release
+   build has neither: nothing on a hot path counts for tests. */
+#ifdef AGENTDB_TESTING
+#define AGENTDB_COUNT(counter, delta) ((counter) += (delta))
+#else
+#define AGENTDB_COUNT(counter, delta) ((void)sizeof((counter) + (delta))) /* not evaluated */
+#endif
 
 /* The module state from the module object (never NULL after init). */
 static inline agentdb_state *agentdb_get_state(PyObject *module)

@@ -284,6 +284,7 @@ PyObject *agentdb_raise(PyObject *cls, const char *fmt, ...)
     return NULL;
 }
 
+#ifdef AGENTDB_TESTING
 /* _error_from_fields(fields): the exception agentdb_error_from_result would
    build from these diagnostic fields (tests).  Keys are error_fields' keys,
    values str or None.  NULL => error set. */
@@ -343,6 +344,7 @@ static PyMethodDef errors_methods[] = {
      "becomes (tests)."},
     {NULL, NULL, 0, NULL},
 };
+#endif
 
 /* A new exception class agentdb.errors.<name>(base) with class attributes
    `dict` (may be NULL), added to the module.  NULL => error set. */
@@ -458,5 +460,9 @@ int agentdb_errors_setup(PyObject *module, agentdb_state *st)
     if (setup_sqlstate_classes(module, st) < 0) {
         return -1;
     }
+#ifdef AGENTDB_TESTING
     return PyModule_AddFunctions(module, errors_methods);
+#else
+    return 0;
+#endif
 }

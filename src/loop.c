@@ -1,5 +1,5 @@
 /* loop.c: asyncio glue: readiness callbacks, futures and deadlines. */
-#include "connection.h"
+#include "loop.h"
 
 #include <time.h>
 

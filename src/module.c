@@ -53,21 +53,19 @@ static PyObject *module_libpq_version(PyObject *Py_UNUSED(module), PyObject *Py_
     return PyLong_FromLong(PQlibVersion());
 }
 
+#ifdef AGENTDB_TESTING
 /* _handle_counts() -> (PGconn alive, PGresult alive): for leak tests. */
 static PyObject *module_handle_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     agentdb_state *st = agentdb_get_state(module);
     return Py_BuildValue("(nn)", st->live_pgconns, st->live_pgresults);
 }
+#endif
 
 static PyMethodDef module_methods[] = {
+#ifdef AGENTDB_TESTING
     {"_handle_counts", module_handle_counts, METH_NOARGS,
      "(PGconn alive, PGresult alive): every libpq handle is freed once (tests)."},
-    {"_setup", module_setup, METH_O, "Register the asyncio Future subclass (internal)."},
-    {"libpq_version", module_libpq_version, METH_NOARGS,
-     "The version of the libpq in use, as PQlibVersion() reports it (150005 for 15.5)."},
-    {"parse_dsn", (PyCFunction)agentdb_parse_dsn_py, METH_O,
-     "Parse a libpq connection string or URI into a dict of keyword -> value."},
     {"_decode", (PyCFunction)(void (*)(void))agentdb_codecs_decode_py, METH_FASTCALL,
      "_decode(oid, data, binary): decode one value (tests and fuzzing)."},
     {"_encode", (PyCFunction)(void (*)(void))agentdb_codecs_encode_py, METH_FASTCALL,
@@ -76,6 +74,12 @@ static PyMethodDef module_methods[] = {
      "_classify_sql(sql): what a statement does to its session, as the pool reads it "
      "(flags: 1 session, 2 begins a transaction, 4 ends it, 8 prepared statements, "
      "16 client encoding; tests)."},
+#endif
+    {"_setup", module_setup, METH_O, "Register the asyncio Future subclass (internal)."},
+    {"libpq_version", module_libpq_version, METH_NOARGS,
+     "The version of the libpq in use, as PQlibVersion() reports it (150005 for 15.5)."},
+    {"parse_dsn", (PyCFunction)agentdb_parse_dsn_py, METH_O,
+     "Parse a libpq connection string or URI into a dict of keyword -> value."},
     {"_copy_text", agentdb_copy_text_py, METH_O,
      "_copy_text(records): the COPY FROM STDIN payload, text format, for rows of values."},
     {"_copy_binary", (PyCFunction)(void (*)(void))agentdb_copy_binary_py, METH_FASTCALL,

@@ -4,7 +4,6 @@
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
-#include <structmember.h>
 
 /* ---- RecordDesc --------------------------------------------------------- */
 
@@ -105,10 +104,10 @@ static void recorddesc_dealloc(agentdb_RecordDesc *self)
 }
 
 static PyMemberDef recorddesc_members[] = {
-    {"names", T_OBJECT, offsetof(agentdb_RecordDesc, names), READONLY, "Column names."},
-    {"index", T_OBJECT, offsetof(agentdb_RecordDesc, index), READONLY,
+    {"names", Py_T_OBJECT_EX, offsetof(agentdb_RecordDesc, names), Py_READONLY, "Column names."},
+    {"index", Py_T_OBJECT_EX, offsetof(agentdb_RecordDesc, index), Py_READONLY,
      "Column name -> position (first column wins)."},
-    {"types", T_OBJECT, offsetof(agentdb_RecordDesc, types), READONLY, "Column type OIDs."},
+    {"types", Py_T_OBJECT_EX, offsetof(agentdb_RecordDesc, types), Py_READONLY, "Column type OIDs."},
     {NULL},
 };
 
@@ -564,6 +563,7 @@ static PyType_Spec record_spec = {
     .slots = record_slots,
 };
 
+#ifdef AGENTDB_TESTING
 /* _make_record(names, values): a Record with columns `names` (tuple of str,
    type OIDs 0) and `values` (tuple, same length) (tests).  The column layout
    goes through a real PGresult (PQmakeEmptyPGresult + PQsetResultAttrs) and
@@ -653,6 +653,7 @@ static PyMethodDef record_module_methods[] = {
      "(tests)."},
     {NULL, NULL, 0, NULL},
 };
+#endif
 
 int agentdb_record_setup(PyObject *module, agentdb_state *st)
 {
@@ -674,5 +675,9 @@ int agentdb_record_setup(PyObject *module, agentdb_state *st)
         PyModule_AddType(module, st->RecordDescType) < 0) {
         return -1;
     }
+#ifdef AGENTDB_TESTING
     return PyModule_AddFunctions(module, record_module_methods);
+#else
+    return 0;
+#endif
 }

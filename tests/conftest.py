@@ -47,6 +47,17 @@ __all__ = ["admin_sql"]
 # -- options and reporting ----------------------------------------------------
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite needs the core's test hooks: a build made with AGENTDB_TESTING=1."""
+    from agentdb import _core
+
+    if not hasattr(_core, "_handle_counts"):
+        raise pytest.UsageError(
+            "agentdb._core was built without its test hooks: build it with "
+            "AGENTDB_TESTING=1 (.ci/setup.sh does), e.g. AGENTDB_TESTING=1 pip install ."
+        )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("agentdb")
     group.addoption(

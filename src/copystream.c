@@ -1,0 +1,164 @@
+/* copystream.c: COPY on a connection: the Python methods that queue COPY
+   statements and the FROM STDIN payload streamed out as the socket takes it. */
+#include "conn_int.h"
+
+/* Stream the op's COPY FROM STDIN payload; on a full buffer, wait for write
+   readiness (agentdb_conn_on_write resumes here).  Ends the COPY when all is sent. */
+void agentdb_copy_in_continue(agentdb_Connection *c, agentdb_Op *op)
+{
+    const char *buf = PyBytes_AS_STRING(op->copy_data);
+    Py_ssize_t len = PyBytes_GET_SIZE(op->copy_data);
+    while (op->copy_off < len) {
+        Py_ssize_t chunk = len - op->copy_off > 65536 ? 65536 : len - op->copy_off;
+        int r = PQputCopyData(c->pg, buf + op->copy_off, (int)chunk);
+        if (r == 0) {
+            agentdb_conn_flush(c); /* full: wait for write readiness */
+            if (agentdb_conn_watch_write(c, PQsocket(c->pg), 1) < 0) {
+                PyErr_WriteUnraisable((PyObject *)c);
+            }
+            return;
+        }
+        if (r < 0) {
+            agentdb_conn_lost(c, "COPY failed");
+            return;
+        }
+        op->copy_off += chunk;
+    }
+    int r = PQputCopyEnd(c->pg, NULL);
+    if (r == 0) {
+        agentdb_conn_flush(c);
+        return; /* retried on write readiness */
+    }
+    if (r < 0) {
+        agentdb_conn_lost(c, "COPY failed");
+        return;
+    }
+    c->copy_in = 0;
+    agentdb_conn_flush(c);
+}
+
+/* _copy(sql, data: bytes | None, timeout=None) -> Future: COPY ... FROM STDIN
+   sending `data` (-> command tag), or COPY ... TO STDOUT (data None -> bytes). */
+PyObject *agentdb_Connection__copy(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = agentdb_conn_st(c);
+    agentdb_kwargs kw;
+    if (nargs != 2 || !PyUnicode_Check(args[0]) ||
+        (args[1] != Py_None && !PyBytes_Check(args[1]))) {
+        PyErr_SetString(PyExc_TypeError, "_copy(sql: str, data: bytes | None, timeout=None)");
+        return NULL;
+    }
+    if (agentdb_parse_kwargs("_copy", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
+        return NULL;
+    }
+    if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, (PyObject *)c);
+    if (fut == NULL) {
+        return NULL;
+    }
+    agentdb_Op *op = agentdb_op_new(c, OPK_SIMPLE, AGENTDB_MODE_STATUS, args[0], NULL);
+    if (op == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    op->fut = Py_NewRef(fut);
+    if (args[1] != Py_None) {
+        op->copy_mode = COPY_IN;
+        op->copy_data = Py_NewRef(args[1]);
+    }
+    else {
+        op->copy_mode = COPY_OUT;
+        op->copy_data = PyList_New(0);
+        if (op->copy_data == NULL) {
+            agentdb_op_free(st, op);
+            Py_DECREF(fut);
+            return NULL;
+        }
+    }
+    if (agentdb_conn_enqueue(c, op, kw.timeout) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+/* _copy_hold(timeout=None) -> Future: a COPY ... FROM STDIN queued now, in the order of
+   the call, whose statement and payload come later from _copy_send() (they depend on the
+   answer to a statement queued before it).  Statements queued after it wait for it.
+   Cancelling the future (or its timeout) drops it. */
+PyObject *agentdb_Connection__copy_hold(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = agentdb_conn_st(c);
+    agentdb_kwargs kw;
+    if (nargs != 0) {
+        PyErr_SetString(PyExc_TypeError, "_copy_hold(*, timeout=None)");
+        return NULL;
+    }
+    if (agentdb_parse_kwargs("_copy_hold", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
+        return NULL;
+    }
+    if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *sql = PyUnicode_FromStringAndSize(NULL, 0);
+    if (sql == NULL) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, (PyObject *)c);
+    if (fut == NULL) {
+        Py_DECREF(sql);
+        return NULL;
+    }
+    agentdb_Op *op = agentdb_op_new(c, OPK_SIMPLE, AGENTDB_MODE_STATUS, sql, NULL);
+    Py_DECREF(sql);
+    if (op == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    op->fut = Py_NewRef(fut);
+    op->copy_mode = COPY_IN;
+    op->held = 1;
+    if (agentdb_conn_enqueue(c, op, kw.timeout) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+/* _copy_send(fut, sql: str | None, data: bytes | None) -> None: the statement and payload
+   of the COPY _copy_hold() returned `fut` for; it goes out in its turn.  sql None drops
+   it unsent (`fut` is then never completed).  Nothing happens when it is gone already
+   (cancelled, timed out, the connection closed): `fut` holds that outcome. */
+PyObject *agentdb_Connection__copy_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (nargs != 3 || (args[1] != Py_None && !PyUnicode_Check(args[1])) ||
+        (args[1] != Py_None && !PyBytes_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_copy_send(fut, sql: str | None, data: bytes | None)");
+        return NULL;
+    }
+    agentdb_Op *op = c->head;
+    while (op != NULL && !(op->fut == args[0] && op->held && !op->abandoned)) {
+        op = op->next;
+    }
+    if (op == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (args[1] == Py_None) {
+        agentdb_op_drop(c, op);
+    }
+    else {
+        Py_SETREF(op->sql, Py_NewRef(args[1]));
+        Py_XSETREF(op->copy_data, Py_NewRef(args[2]));
+        op->held = 0;
+    }
+    agentdb_conn_process(c);
+    Py_RETURN_NONE;
+}
