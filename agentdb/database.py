@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 
@@ -263,8 +263,3 @@ async def close_db_connection() -> None:
         await engine.dispose()
     except Exception:
         _terminate_engine(engine)
-
-
-def hide_url(url: str) -> str:
-    """A URL for printing: its password masked."""
-    return make_url(url).render_as_string(hide_password=True)

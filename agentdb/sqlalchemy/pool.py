@@ -125,7 +125,7 @@ class AgentdbPool(NullPool):
             from .dbapi import AgentdbAdaptConnection
 
             AgentdbAdaptConnection._handle_exception_no_connection(dbapi, error)
-        return dbapi.adapt_pooled(conn, native, connect_kwargs)
+        return dbapi.adapt_pooled(conn, native)
 
     def stats(self) -> dict[str, Any]:
         """The native pool's ``stats()`` (empty before the first checkout)."""
