@@ -13,8 +13,10 @@ from typing import Any
 
 from . import _core
 
-# postgresql+asyncpg://, postgresql+psycopg://, postgresql+agentdb://: one driver here.
-_DRIVER_SCHEME = re.compile(r"^(postgres(?:ql)?)\+[A-Za-z0-9_]+://")
+# A PostgreSQL URL's scheme as users write it: postgres:// or postgresql://, with a
+# SQLAlchemy-style +driver (postgresql+asyncpg://, +psycopg, +agentdb: one driver here) or
+# without, in any case (URL schemes are case-insensitive; libpq's are not).
+_URL_SCHEME = re.compile(r"^(postgres(?:ql)?)(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"^[a-z+]+://[^/?#@]*?:([^@/?#]*)@", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
@@ -22,9 +24,23 @@ _KV_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECA
 _ALIASES = {"database": "dbname", "ssl": "sslmode"}
 
 
+def split_url(dsn: str) -> tuple[str, str] | None:
+    """``("postgresql", "u@h/db")`` for ``postgresql+asyncpg://u@h/db``: the scheme in lower
+    case without its ``+driver``, and what follows ``://``; ``None`` when ``dsn`` is not a
+    ``postgres://`` or ``postgresql[+driver]://`` URL (a keyword/value string, say)."""
+    m = _URL_SCHEME.match(dsn)
+    if m is None:
+        return None
+    return m.group(1).lower(), dsn[m.end() :]
+
+
 def normalize_url(dsn: str) -> str:
-    """Drop a SQLAlchemy-style ``+driver`` from the scheme."""
-    return _DRIVER_SCHEME.sub(r"\1://", dsn.strip())
+    """``dsn`` as libpq takes it: a URL's SQLAlchemy-style ``+driver`` dropped and its scheme
+    in lower case (``Postgresql+asyncpg://`` becomes ``postgresql://``); a keyword/value
+    string as it is. Surrounding white space is stripped."""
+    dsn = dsn.strip()
+    parts = split_url(dsn)
+    return dsn if parts is None else f"{parts[0]}://{parts[1]}"
 
 
 def find_password(dsn: str) -> str | None:

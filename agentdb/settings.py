@@ -29,10 +29,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import dsn as _dsn
+
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres:postgres@localhost:5432/agentplatform"
 
 _TRUE = ("1", "true", "yes", "on")
-_SCHEME = re.compile(r"^(postgres|postgresql)(\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +65,10 @@ class Settings:
 
 def agentdb_url(url: str) -> str:
     """Any PostgreSQL URL users have, as a ``postgresql+agentdb://`` URL."""
-    url = url.strip()
-    m = _SCHEME.match(url)
-    if m is None:
+    parts = _dsn.split_url(url.strip())
+    if parts is None:
         raise ValueError("DATABASE_URL must be a postgres:// or postgresql[+driver]:// URL")
-    return "postgresql+agentdb://" + url[m.end() :]
+    return "postgresql+agentdb://" + parts[1]
 
 
 def hide_password(url: str) -> str:

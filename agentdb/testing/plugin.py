@@ -38,12 +38,13 @@ import functools
 import importlib
 import inspect
 import os
-import re
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from agentdb.dsn import normalize_url
 
 from .cluster import INSTALL_HINT, ClusterError, PostgresNotFound, TempCluster
 
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
     from agentdb.pool import Pool
 
 __all__ = ["app_client", "load_metadata", "override_get_session"]
-
-_SCHEME_DRIVER = re.compile(r"^(postgres|postgresql)\+[A-Za-z0-9_]+://", re.IGNORECASE)
 
 LOOP_HINT = (
     "agentdb: an object (pool, connection, engine or session) made on one event loop was "
@@ -78,9 +77,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def libpq_url(url: str) -> str:
-    """``postgresql+asyncpg://...`` and the like as a plain ``postgresql://`` URL."""
-    return _SCHEME_DRIVER.sub(lambda m: m.group(1) + "://", url.strip(), count=1)
+#: ``postgresql+asyncpg://...`` and the like as a plain ``postgresql://`` URL.
+libpq_url = normalize_url
 
 
 def load_metadata(spec: str) -> MetaData:
@@ -111,7 +109,7 @@ def agentdb_dsn() -> Iterator[str]:
     """
     env = os.environ.get("AGENTDB_TEST_DSN") or os.environ.get("DATABASE_URL")
     if env:
-        yield libpq_url(env)
+        yield normalize_url(env)
         return
     try:
         cluster = TempCluster()
