@@ -24,23 +24,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from . import dsn as _dsn
 from . import settings as _settings
 
 __all__ = ["main", "check", "load_metadata"]
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` with the URL's password (if any) masked: no secret reaches the terminal."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        for secret in {password, unquote(password)}:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _pool_settings(s: _settings.Settings) -> dict[str, Any]:
@@ -66,7 +53,7 @@ async def check(url: str, timeout: float = 5.0, samples: int = 5) -> dict[str, A
     s = _settings.get_settings()
     result: dict[str, Any] = {
         "ok": False,
-        "url": _settings.hide_password(url),
+        "url": _dsn.hide_password(url),
         "pool": _pool_settings(s),
         "libpq_version": agentdb.libpq_version(),
     }
@@ -89,7 +76,7 @@ async def check(url: str, timeout: float = 5.0, samples: int = 5) -> dict[str, A
         result["ok"] = True
     except Exception as e:  # noqa: BLE001 - a health check reports, it never raises
         result["error_type"] = type(e).__name__
-        result["error"] = _scrub(str(e) or type(e).__name__, url)
+        result["error"] = _dsn.scrub_dsn(str(e) or type(e).__name__, url)
     finally:
         if conn is not None:
             try:
@@ -179,9 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tables = asyncio.run(_init_db(metadata))
     except Exception as e:  # noqa: BLE001
-        msg = _scrub(str(e), url)
+        msg = _dsn.scrub_dsn(str(e), url)
         print(f"agentdb init-db: FAILED: {type(e).__name__}: {msg}", file=sys.stderr)
         return 1
-    shown = _settings.hide_password(url)
+    shown = _dsn.hide_password(url)
     print(f"agentdb init-db: {len(tables)} tables ready in {shown}: {', '.join(tables)}")
     return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,11 +55,9 @@ class Settings:
         return agentdb_url(self.database_url)
 
     def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{f.name}={hide_password(getattr(self, f.name)) if f.name == 'database_url' else getattr(self, f.name)!r}"  # noqa: E501
-            for f in dataclasses.fields(self)
-        )
-        return f"Settings({fields})"
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["database_url"] = _dsn.hide_password(self.database_url)
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
 def agentdb_url(url: str) -> str:
@@ -71,9 +68,8 @@ def agentdb_url(url: str) -> str:
     return "postgresql+agentdb://" + parts[1]
 
 
-def hide_password(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    return re.sub(r"^([a-z0-9+]+://[^:/?#@]*:)([^@/?#]*)@", r"\1***@", url, flags=re.I)
+#: The URL with its password replaced by ``***`` (``agentdb.dsn.hide_password``).
+hide_password = _dsn.hide_password
 
 
 def _bool(value: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 import agentdb
-from agentdb import dsn, settings
+from agentdb import cli, dsn, settings
 from agentdb.testing import plugin
 
 # -- the scheme of a PostgreSQL URL: agentdb.dsn.split_url / normalize_url ---------------
@@ -55,3 +55,80 @@ async def test_connect_takes_a_scheme_in_any_case(pg_dsn: str) -> None:
         assert await conn.fetchval("SELECT 1") == 1
     finally:
         await conn.close()
+
+
+# -- secrets in connection strings: agentdb.dsn.hide_password / scrub_dsn -----------------
+
+
+@pytest.mark.parametrize(
+    ("shown", "hidden"),
+    [
+        ("postgresql://app:s3cret@db:5432/app", "postgresql://app:***@db:5432/app"),
+        # only the password's place: a user called like the password stays readable
+        (
+            "postgresql://postgres:postgres@localhost/agentplatform",
+            "postgresql://postgres:***@localhost/agentplatform",
+        ),
+        ("postgresql+psycopg2://u:s3cret@h/d", "postgresql+psycopg2://u:***@h/d"),
+        ("postgresql://u:p%2bw@h/d", "postgresql://u:***@h/d"),
+        ("postgresql://u@h/d?password=s3cret&sslmode=require", "postgresql://u@h/d?password=***&sslmode=require"),  # noqa: E501
+        ("postgresql://u@h/d", "postgresql://u@h/d"),
+        ("postgresql://u:@h/d", "postgresql://u:@h/d"),
+        ("postgresql://[::1]:5432/d", "postgresql://[::1]:5432/d"),
+        ("host=h password=s3cret dbname=d", "host=h password=*** dbname=d"),
+        ("host=h password = 's3 cr\\'et' dbname=d", "host=h password = *** dbname=d"),
+        ("host=h sslpassword=keypass password=s3cret", "host=h sslpassword=*** password=***"),
+        ("host=h dbname=d", "host=h dbname=d"),
+    ],
+)
+def test_hide_password_masks_each_secret_in_its_place(shown: str, hidden: str) -> None:
+    assert dsn.hide_password(shown) == hidden
+    assert settings.hide_password(shown) == hidden  # the name examples and users import
+
+
+@pytest.mark.parametrize(
+    ("written", "password"),
+    [
+        ("postgresql://u:p%40ss@h/d", "p@ss"),
+        ("postgresql://u@h/d?password=s3cret&sslmode=require", "s3cret"),
+        ("host=h sslpassword=keypass password=s3cret", "s3cret"),
+        ("host=h password='a \\'b'", "a 'b"),
+        ("host=h", None),
+    ],
+)
+def test_find_password(written: str, password: str | None) -> None:
+    assert dsn.find_password(written) == password
+
+
+def test_scrub_dsn_catches_every_form_of_the_secret() -> None:
+    """libpq echoes a malformed URI as written: ``%2b`` in lower case is not what
+    ``quote()`` makes of ``+``, so scrubbing the decoded password alone let it through."""
+    url = "postgresql://u:p%2bw-Secret@[::1/x"
+    echoed = f'error in URI: "{url}"; password p+w-Secret, quoted p%2Bw-Secret'
+    scrubbed = dsn.scrub_dsn(echoed, url)
+    assert "Secret" not in scrubbed
+    assert scrubbed.count(dsn.TEXT_MASK) == 3
+    kv = "host=h sslpassword=key-Secret password='pw Secret'"
+    assert "Secret" not in dsn.scrub_dsn(f"{kv} / key-Secret / pw Secret", kv)
+
+
+def test_parse_error_never_echoes_a_percent_encoded_password() -> None:
+    with pytest.raises(agentdb.InterfaceError) as info:
+        dsn.parse("postgresql://u:p%2bw-Secret@[::1/x", {})
+    assert "Secret" not in str(info.value) and "[::1/x" in str(info.value)
+
+
+def test_settings_repr_and_cli_show_urls_the_same_way() -> None:
+    url = "postgresql+asyncpg://app:s3cret@db/app?sslpassword=keypass"
+    r = repr(settings.Settings(database_url=url))
+    assert "database_url='postgresql+asyncpg://app:***@db/app?sslpassword=***'" in r
+    assert "s3cret" not in r and "keypass" not in r
+
+
+async def test_cli_check_hides_a_keyword_value_password() -> None:
+    """``check --url 'host=... password=...'``: the settings' copy knew URLs only and
+    printed this password back."""
+    result = await cli.check("host=127.0.0.1 port=1 user=u password=kv-Secret", timeout=2)
+    assert result["ok"] is False
+    assert result["url"] == "host=127.0.0.1 port=1 user=u password=***"
+    assert "kv-Secret" not in str(result)
