@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import statistics
@@ -104,21 +103,13 @@ def _print_check(r: dict[str, Any]) -> None:
 
 
 def load_metadata(spec: str) -> Any:
-    """The ``MetaData`` named ``module:attr`` (``attr`` may be dotted; an object with a
-    ``metadata`` attribute, like a declarative base or ``SQLModel``, gives its metadata)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected module:attr (like app.models:SQLModel.metadata), not {spec!r}")
+    """``agentdb.database.load_metadata(spec)`` with the current directory importable, as
+    uvicorn does: ``init-db app.models:SQLModel.metadata`` from the project's directory."""
+    from .database import load_metadata as load
+
     if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like uvicorn: modules of the current directory
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not hasattr(obj, "create_all") and hasattr(obj, "metadata"):
-        obj = obj.metadata
-    if not hasattr(obj, "create_all"):
-        raise ValueError(f"{spec} is not a SQLAlchemy MetaData")
-    return obj
+        sys.path.insert(0, os.getcwd())
+    return load(spec)
 
 
 async def _init_db(metadata: Any) -> list[str]:

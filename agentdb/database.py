@@ -9,9 +9,10 @@ after ``close_db_connection()``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -211,6 +212,26 @@ async def agentdb_connect(cparams: dict[str, Any]) -> Any:
     params = dict(cparams)
     params.setdefault("timeout", 10.0)
     return await agentdb.connect(**params)
+
+
+def load_metadata(spec: str) -> MetaData:
+    """The ``MetaData`` that ``module:attr`` names, for ``create_db_and_tables`` (``attr``
+    may be dotted: ``app.models:Base.metadata``; an object with a ``metadata`` attribute,
+    such as a declarative base or ``SQLModel``, gives its metadata). ValueError when
+    ``spec`` is not ``module:attr`` or names no ``MetaData``; importing the module raises
+    what it raises. Used by ``python -m agentdb init-db`` and the pytest plugin's
+    ``agentdb_metadata`` ini option."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected module:attr (like app.models:SQLModel.metadata), not {spec!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not hasattr(obj, "create_all") and hasattr(obj, "metadata"):
+        obj = obj.metadata
+    if not hasattr(obj, "create_all"):
+        raise ValueError(f"{spec!r} is not a SQLAlchemy MetaData")
+    return cast("MetaData", obj)
 
 
 async def create_db_and_tables(metadata: MetaData | None = None) -> None:

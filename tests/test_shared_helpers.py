@@ -6,6 +6,9 @@ kept (the commit that merged them says what each copy did).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 import agentdb
@@ -132,3 +135,41 @@ async def test_cli_check_hides_a_keyword_value_password() -> None:
     assert result["ok"] is False
     assert result["url"] == "host=127.0.0.1 port=1 user=u password=***"
     assert "kv-Secret" not in str(result)
+
+
+# -- the MetaData a "module:attr" names: agentdb.database.load_metadata --------------------
+
+
+def test_load_metadata_one_lookup_for_the_cli_and_the_plugin() -> None:
+    """The CLI and the plugin had a copy each; they differed only in how they fail (kept:
+    ValueError for the CLI, which prints it; pytest.UsageError for an ini option)."""
+    from sqlmodel import SQLModel
+
+    from agentdb import database
+
+    for load in (database.load_metadata, cli.load_metadata, plugin.load_metadata):
+        assert load("sqlmodel:SQLModel") is SQLModel.metadata  # follows .metadata
+        assert load("sqlmodel:SQLModel.metadata") is SQLModel.metadata
+        with pytest.raises(ModuleNotFoundError):
+            load("no_such_module_xyz:meta")
+    for spec, message in (("nocolon", "module:attr"), ("os:path", "not a SQLAlchemy MetaData")):
+        with pytest.raises(ValueError, match=message):
+            database.load_metadata(spec)
+        with pytest.raises(ValueError, match=message):
+            cli.load_metadata(spec)
+        with pytest.raises(pytest.UsageError, match=f"agentdb_metadata: .*{message}"):
+            plugin.load_metadata(spec)
+
+
+def test_cli_load_metadata_imports_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the CLI adds to the shared lookup, as uvicorn does: ``init-db models:meta``
+    run from the project's directory finds ``models.py`` there."""
+    models = "from sqlalchemy import MetaData\nmeta = MetaData()\n"
+    (tmp_path / "cli_cwd_models.py").write_text(models)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "cli_cwd_models", raising=False)
+    assert cli.load_metadata("cli_cwd_models:meta").tables == {}
+    assert sys.path[0] == str(tmp_path)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -82,18 +81,15 @@ libpq_url = normalize_url
 
 
 def load_metadata(spec: str) -> MetaData:
-    """The object ``module:attr`` names (``attr`` may be dotted: ``app.models:Base.metadata``)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise pytest.UsageError(f"agentdb_metadata must be 'module:attr', not {spec!r}")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if hasattr(obj, "metadata") and not hasattr(obj, "create_all"):
-        obj = obj.metadata  # a declarative base or SQLModel itself
-    if not hasattr(obj, "create_all"):
-        raise pytest.UsageError(f"agentdb_metadata {spec!r} is not a SQLAlchemy MetaData")
-    return obj  # type: ignore[no-any-return]
+    """The object ``module:attr`` names (``attr`` may be dotted: ``app.models:Base.metadata``),
+    as ``agentdb.database.load_metadata`` finds it; a spec that names none is a usage
+    error (``pytest.UsageError``)."""
+    from agentdb.database import load_metadata as load
+
+    try:
+        return load(spec)
+    except ValueError as e:
+        raise pytest.UsageError(f"agentdb_metadata: {e}") from None
 
 
 # -- fixtures -------------------------------------------------------------------------
