@@ -7,15 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _core
-
-
-def quote_ident(name: str) -> str:
-    """``name`` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qualified(name: str, schema_name: str | None) -> str:
-    return f"{quote_ident(schema_name)}.{quote_ident(name)}" if schema_name else quote_ident(name)
+from ._sql import qualified, quote_ident
 
 
 def records_payload(records: Iterable[Sequence[Any]]) -> bytes:
@@ -38,6 +30,10 @@ def format_option(format: str) -> str:
 
 def copy_in_sql(table_name: str, columns: Sequence[str] | None, schema_name: str | None) -> str:
     return f"COPY {qualified(table_name, schema_name)}{column_list(columns)} FROM STDIN"
+
+
+def copy_out_sql(table_name: str, columns: Sequence[str] | None, schema_name: str | None) -> str:
+    return f"COPY {qualified(table_name, schema_name)}{column_list(columns)} TO STDOUT"
 
 
 # The columns COPY FROM STDIN fills when it is given no column list (all but generated and

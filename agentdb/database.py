@@ -24,7 +24,7 @@ from . import _aio
 from . import errors as _errors
 from . import logs as _logs
 from . import settings as _settings
-from .copy_format import quote_ident as _quote_ident
+from ._sql import quote_ident
 from .sqlalchemy.pool import AgentdbPool
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ async def _create_database_if_missing(engine: AsyncEngine) -> None:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname)
         if not exists:
             try:
-                await conn.execute(f"CREATE DATABASE {_quote_ident(dbname)}")
+                await conn.execute(f"CREATE DATABASE {quote_ident(dbname)}")
                 logger.info("agentdb: created database %s", dbname)
             except _errors.Error as e:
                 # a concurrent creator: DuplicateDatabase, or the unique index of pg_database

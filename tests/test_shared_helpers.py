@@ -173,3 +173,80 @@ def test_cli_load_metadata_imports_from_the_current_directory(
     monkeypatch.delitem(sys.modules, "cli_cwd_models", raising=False)
     assert cli.load_metadata("cli_cwd_models:meta").tables == {}
     assert sys.path[0] == str(tmp_path)
+
+
+# -- BEGIN and quoted identifiers: agentdb._sql ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "sql"),
+    [
+        ((), "BEGIN"),
+        (("read_committed",), "BEGIN ISOLATION LEVEL READ COMMITTED"),
+        (("repeatable_read", True), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        (
+            ("serializable", True, True),
+            "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE",
+        ),
+        ((None, False, True), "BEGIN DEFERRABLE"),
+    ],
+)
+def test_begin_sql(args: tuple[object, ...], sql: str) -> None:
+    from agentdb._sql import begin_sql
+
+    assert begin_sql(*args) == sql  # type: ignore[arg-type]
+
+
+def test_one_table_of_isolation_levels() -> None:
+    """Transaction and the dialect's adapter each had the table and a BEGIN builder (the
+    same text); the dialect had the table a third time, reversed."""
+    from agentdb._sql import ISOLATION_LEVELS
+    from agentdb.sqlalchemy.dialect import AgentdbDialect
+
+    dialect = AgentdbDialect()
+    assert dialect.get_isolation_level_values(None) == [
+        "AUTOCOMMIT",
+        "READ COMMITTED",
+        "READ UNCOMMITTED",
+        "REPEATABLE READ",
+        "SERIALIZABLE",
+    ]
+    assert {dialect._isolation_lookup[sql] for sql in ISOLATION_LEVELS.values()} == set(
+        ISOLATION_LEVELS
+    )
+    with pytest.raises(ValueError, match="isolation must be one of"):
+        agentdb.Transaction(None, isolation="chaos")  # type: ignore[arg-type]
+
+
+_MODES_SQL = (
+    "SELECT current_setting('transaction_isolation'), "
+    "current_setting('transaction_read_only'), current_setting('transaction_deferrable')"
+)
+
+
+async def test_native_and_dialect_transactions_begin_alike(pg_dsn: str) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    conn = await agentdb.connect(pg_dsn)
+    try:
+        async with conn.transaction(isolation="serializable", readonly=True, deferrable=True):
+            native = tuple(await conn.fetchrow(_MODES_SQL))
+    finally:
+        await conn.close()
+    engine = create_async_engine(settings.agentdb_url(pg_dsn), isolation_level="SERIALIZABLE")
+    try:
+        async with engine.connect() as c:
+            c = await c.execution_options(postgresql_readonly=True, postgresql_deferrable=True)
+            dialect = tuple((await c.execute(sa.text(_MODES_SQL))).one())
+    finally:
+        await engine.dispose()
+    assert native == dialect == ("serializable", "on", "on")
+
+
+def test_quote_ident() -> None:
+    from agentdb._sql import qualified, quote_ident
+
+    assert quote_ident('We"ird name') == '"We""ird name"'
+    assert qualified("t", None) == '"t"'
+    assert qualified("t", "S") == '"S"."t"'

@@ -25,18 +25,13 @@ from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 import agentdb
 from agentdb import errors as _errors
+from agentdb._sql import begin_sql
 
 if TYPE_CHECKING:
     from agentdb.connection import Connection
     from agentdb.pool import Pool
 
 _ROWCOUNT_TAG = re.compile(r"^(?:SELECT|UPDATE|DELETE|MERGE|FETCH|MOVE|COPY|INSERT \d+) (\d+)$")
-_ISOLATION_SQL = {
-    "read_committed": "READ COMMITTED",
-    "read_uncommitted": "READ UNCOMMITTED",
-    "repeatable_read": "REPEATABLE READ",
-    "serializable": "SERIALIZABLE",
-}
 _SS_BATCH = 100
 _cursor_names = itertools.count(1)
 
@@ -314,15 +309,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             return None
         if self._in_transaction():
             return None
-        sql = "BEGIN"
-        level = self.isolation_level
-        if level is not None:
-            sql += " ISOLATION LEVEL " + _ISOLATION_SQL[level]
-        if self.readonly:
-            sql += " READ ONLY"
-        if self.deferrable:
-            sql += " DEFERRABLE"
-        return sql
+        return begin_sql(self.isolation_level, self.readonly, self.deferrable)
 
     async def _run(
         self,
