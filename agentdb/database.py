@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 
     from .pool import Pool
 
-logger = logging.getLogger("agentdb")
+logger = _logs.logger  # the one "agentdb" logger (agentdb.logs says what it logs)
 
 try:  # SQLModel's AsyncSession adds .exec(); use it when SQLModel is there
     from sqlmodel.ext.asyncio.session import AsyncSession as _SQLModelAsyncSession
