@@ -1,4 +1,4 @@
-"""``python -m agentdb``: a health check for containers and ``init-db`` for deployments.
+"""Ops layer: ``python -m agentdb``: a health check for containers, ``init-db`` for deployments.
 
 ``check``
     Connects with ``--url`` or ``DATABASE_URL`` (any ``postgres://``/``postgresql[+driver]://``
@@ -123,7 +123,10 @@ async def _init_db(metadata: Any) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agentdb", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m agentdb",
+        description="a health check for containers and init-db for deployments",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="connect and report (exit 0 when the database answers)")
     c.add_argument("--url", help="database URL (default: $DATABASE_URL)")

@@ -1,4 +1,4 @@
-"""``agentdb.connect()`` and the Connection class users hold."""
+"""Driver layer: ``agentdb.connect()`` and the Connection class users hold."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""COPY: rows to a table (binary format when every column type has a binary encoder, else
-text) and query results out (text or csv)."""
+"""Driver layer: COPY statements and payloads: rows into a table, tables and queries out.
+
+Rows go in binary format when every column type has a binary encoder, else in text;
+tables and query results come out in text or csv.
+"""
 
 from __future__ import annotations
 

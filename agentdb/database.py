@@ -1,4 +1,4 @@
-"""The four FastAPI drop-in functions, over SQLAlchemy async on the ``postgresql+agentdb`` dialect.
+"""Drop-in layer: the four FastAPI functions, on SQLAlchemy async and ``postgresql+agentdb``.
 
 Replace a service's ``database.py`` (an asyncpg engine, ``async_session_maker``,
 ``get_session``...) by ``from agentdb import ...``; the handlers stay as they are.

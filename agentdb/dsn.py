@@ -1,4 +1,4 @@
-"""Connection strings: the URLs users have, turned into libpq keywords, with secrets kept out."""
+"""Driver layer: connection strings: users' URLs as libpq keywords, with secrets kept out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""agentdb's settings: the one module that reads the environment.
+"""Drop-in layer: agentdb's settings: the one module that reads the environment.
 
 =========================  ==========================================================
 ``DATABASE_URL``           default ``postgresql+asyncpg://postgres:postgres@localhost:5432/agentplatform``;

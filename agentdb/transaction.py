@@ -1,4 +1,4 @@
-"""Transactions and savepoints on a connection: ``async with conn.transaction(): ...``."""
+"""Driver layer: transactions and savepoints: ``async with conn.transaction(): ...``."""
 
 from __future__ import annotations
 

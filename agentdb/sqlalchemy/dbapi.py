@@ -1,4 +1,4 @@
-"""A PEP 249 face for agentdb's native connection, run from SQLAlchemy's greenlet.
+"""Dialect layer: a PEP 249 face for agentdb's native connection, run from SQLAlchemy's greenlet.
 
 Each ``cursor.execute`` is one ``await_`` of one native call (``Connection._query``): the rows
 come back with the statement, so fetching needs no further switch. A transaction begins

@@ -1,4 +1,4 @@
-"""The SQLAlchemy async dialect ``postgresql+agentdb``.
+"""Dialect layer: the dialect class ``postgresql+agentdb``: types, URL arguments, disconnects.
 
 Modelled on SQLAlchemy's asyncpg dialect: parameters are ``$n`` placeholders typed by the
 server, so the types whose parameters the server cannot infer render a cast

@@ -1,4 +1,4 @@
-"""The SQLAlchemy pool class whose connections come from agentdb's C pool.
+"""Dialect layer: the SQLAlchemy pool class whose connections come from agentdb's C pool.
 
 SQLAlchemy's own pool does not stand in between: a SQLAlchemy checkout is a native
 ``Pool.acquire()`` and a SQLAlchemy "close" is ``Pool.release()`` (which never blocks and

@@ -1,4 +1,4 @@
-"""agentdb's pytest plugin: a PostgreSQL for the test session, rollback-per-test sessions.
+"""Testing layer: the pytest plugin: a PostgreSQL per test session, sessions rolled back per test.
 
 Loaded automatically when agentdb is installed (entry point ``pytest11``: ``agentdb``);
 ``-p agentdb.testing.plugin`` loads it from a checkout. Nothing starts until a test asks
