@@ -1,4 +1,6 @@
-"""agentdb: a C-core PostgreSQL driver and pool for asyncio services.
+"""Driver layer: agentdb's native API, and the drop-in functions re-exported on first use.
+
+agentdb is a C-core PostgreSQL driver and pool for asyncio services.
 
 The native API follows asyncpg's names: ``connect``, ``create_pool``, ``Pool.acquire``,
 ``fetch``/``fetchrow``/``fetchval``/``execute``/``executemany``, ``transaction()``.

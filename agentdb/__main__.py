@@ -1,4 +1,4 @@
-"""``python -m agentdb``: see ``agentdb.cli``."""
+"""Ops layer: ``python -m agentdb`` runs the command line of ``agentdb.cli``."""
 
 from .cli import main
 

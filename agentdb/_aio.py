@@ -1,5 +1,4 @@
-"""asyncio helpers: the Future the C core hands out, and a deadline that never swallows
-a cancellation."""
+"""Driver layer: asyncio glue: the C core's Future, a deadline that never swallows a cancel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m agentdb``: a health check for containers and ``init-db`` for deployments.
+"""Ops layer: ``python -m agentdb``: a health check for containers, ``init-db`` for deployments.
 
 ``check``
     Connects with ``--url`` or ``DATABASE_URL`` (any ``postgres://``/``postgresql[+driver]://``
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import statistics
@@ -24,23 +23,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from . import dsn as _dsn
 from . import settings as _settings
 
 __all__ = ["main", "check", "load_metadata"]
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` with the URL's password (if any) masked: no secret reaches the terminal."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        for secret in {password, unquote(password)}:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _pool_settings(s: _settings.Settings) -> dict[str, Any]:
@@ -66,7 +52,7 @@ async def check(url: str, timeout: float = 5.0, samples: int = 5) -> dict[str, A
     s = _settings.get_settings()
     result: dict[str, Any] = {
         "ok": False,
-        "url": _settings.hide_password(url),
+        "url": _dsn.hide_password(url),
         "pool": _pool_settings(s),
         "libpq_version": agentdb.libpq_version(),
     }
@@ -89,7 +75,7 @@ async def check(url: str, timeout: float = 5.0, samples: int = 5) -> dict[str, A
         result["ok"] = True
     except Exception as e:  # noqa: BLE001 - a health check reports, it never raises
         result["error_type"] = type(e).__name__
-        result["error"] = _scrub(str(e) or type(e).__name__, url)
+        result["error"] = _dsn.scrub_dsn(str(e) or type(e).__name__, url)
     finally:
         if conn is not None:
             try:
@@ -117,21 +103,13 @@ def _print_check(r: dict[str, Any]) -> None:
 
 
 def load_metadata(spec: str) -> Any:
-    """The ``MetaData`` named ``module:attr`` (``attr`` may be dotted; an object with a
-    ``metadata`` attribute, like a declarative base or ``SQLModel``, gives its metadata)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected module:attr (like app.models:SQLModel.metadata), not {spec!r}")
+    """``agentdb.database.load_metadata(spec)`` with the current directory importable, as
+    uvicorn does: ``init-db app.models:SQLModel.metadata`` from the project's directory."""
+    from .database import load_metadata as load
+
     if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like uvicorn: modules of the current directory
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not hasattr(obj, "create_all") and hasattr(obj, "metadata"):
-        obj = obj.metadata
-    if not hasattr(obj, "create_all"):
-        raise ValueError(f"{spec} is not a SQLAlchemy MetaData")
-    return obj
+        sys.path.insert(0, os.getcwd())
+    return load(spec)
 
 
 async def _init_db(metadata: Any) -> list[str]:
@@ -145,7 +123,10 @@ async def _init_db(metadata: Any) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agentdb", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m agentdb",
+        description="a health check for containers and init-db for deployments",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="connect and report (exit 0 when the database answers)")
     c.add_argument("--url", help="database URL (default: $DATABASE_URL)")
@@ -179,9 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tables = asyncio.run(_init_db(metadata))
     except Exception as e:  # noqa: BLE001
-        msg = _scrub(str(e), url)
+        msg = _dsn.scrub_dsn(str(e), url)
         print(f"agentdb init-db: FAILED: {type(e).__name__}: {msg}", file=sys.stderr)
         return 1
-    shown = _settings.hide_password(url)
+    shown = _dsn.hide_password(url)
     print(f"agentdb init-db: {len(tables)} tables ready in {shown}: {', '.join(tables)}")
     return 0

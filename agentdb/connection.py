@@ -1,4 +1,4 @@
-"""``agentdb.connect()`` and the Connection class users hold."""
+"""Driver layer: ``agentdb.connect()`` and the Connection class users hold."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from . import _aio, _core
 from . import copy_format as _copy
 from . import dsn as _dsn
+from ._sql import qualified, quote_ident
 from .logs import describe_target
 from .logs import logger as _logger
 from .transaction import Transaction
@@ -34,7 +35,7 @@ class Connection(_core.Connection):
         listeners = self._listeners()
         callbacks = listeners.get(channel)
         if callbacks is None:
-            await self.execute(f"LISTEN {_quote_ident(channel)}")
+            await self.execute(f"LISTEN {quote_ident(channel)}")
             callbacks = listeners.setdefault(channel, [])
         callbacks.append(callback)
 
@@ -49,7 +50,7 @@ class Connection(_core.Connection):
         if not callbacks and channel in listeners:
             del listeners[channel]
             if not self.is_closed():
-                await self.execute(f"UNLISTEN {_quote_ident(channel)}")
+                await self.execute(f"UNLISTEN {quote_ident(channel)}")
 
     def add_log_listener(self, callback: Callable[[Connection, _core.Error], Any]) -> None:
         """Call ``callback(conn, message)`` for each NOTICE/WARNING the server sends;
@@ -81,7 +82,7 @@ class Connection(_core.Connection):
         # meanwhile: statements issued after this call still run after the COPY.
         probe = self._query(
             _copy.columns_sql(self.get_server_version()),
-            (_copy.qualified(table_name, schema_name),),
+            (qualified(table_name, schema_name),),
             timeout=timeout,
         )
         copy = self._copy_hold(timeout=timeout)
@@ -134,8 +135,7 @@ class Connection(_core.Connection):
     ) -> bytes:
         """A table's rows as COPY data (``format``: text or csv)."""
         opts = _copy.format_option(format)
-        table = _copy.qualified(table_name, schema_name)
-        sql = f"COPY {table}{_copy.column_list(columns)} TO STDOUT{opts}"
+        sql = _copy.copy_out_sql(table_name, columns, schema_name) + opts
         data: bytes = await self._copy(sql, None, timeout=timeout)
         return data
 
@@ -160,8 +160,6 @@ class Connection(_core.Connection):
         """A transaction block: ``async with conn.transaction(): ...`` (nested: savepoints)."""
         return Transaction(self, isolation=isolation, readonly=readonly, deferrable=deferrable)
 
-
-_quote_ident = _copy.quote_ident
 
 
 async def connect(

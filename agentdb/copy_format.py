@@ -1,5 +1,8 @@
-"""COPY: rows to a table (binary format when every column type has a binary encoder, else
-text) and query results out (text or csv)."""
+"""Driver layer: COPY statements and payloads: rows into a table, tables and queries out.
+
+Rows go in binary format when every column type has a binary encoder, else in text;
+tables and query results come out in text or csv.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _core
-
-
-def quote_ident(name: str) -> str:
-    """``name`` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qualified(name: str, schema_name: str | None) -> str:
-    return f"{quote_ident(schema_name)}.{quote_ident(name)}" if schema_name else quote_ident(name)
+from ._sql import qualified, quote_ident
 
 
 def records_payload(records: Iterable[Sequence[Any]]) -> bytes:
@@ -38,6 +33,10 @@ def format_option(format: str) -> str:
 
 def copy_in_sql(table_name: str, columns: Sequence[str] | None, schema_name: str | None) -> str:
     return f"COPY {qualified(table_name, schema_name)}{column_list(columns)} FROM STDIN"
+
+
+def copy_out_sql(table_name: str, columns: Sequence[str] | None, schema_name: str | None) -> str:
+    return f"COPY {qualified(table_name, schema_name)}{column_list(columns)} TO STDOUT"
 
 
 # The columns COPY FROM STDIN fills when it is given no column list (all but generated and

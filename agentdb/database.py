@@ -1,4 +1,4 @@
-"""The four FastAPI drop-in functions, over SQLAlchemy async on the ``postgresql+agentdb`` dialect.
+"""Drop-in layer: the four FastAPI functions, on SQLAlchemy async and ``postgresql+agentdb``.
 
 Replace a service's ``database.py`` (an asyncpg engine, ``async_session_maker``,
 ``get_session``...) by ``from agentdb import ...``; the handlers stay as they are.
@@ -9,11 +9,11 @@ after ``close_db_connection()``.
 from __future__ import annotations
 
 import asyncio
-import logging
+import importlib
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 
@@ -23,7 +23,7 @@ from . import _aio
 from . import errors as _errors
 from . import logs as _logs
 from . import settings as _settings
-from .copy_format import quote_ident as _quote_ident
+from ._sql import quote_ident
 from .sqlalchemy.pool import AgentdbPool
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from .pool import Pool
 
-logger = logging.getLogger("agentdb")
+logger = _logs.logger  # the one "agentdb" logger (agentdb.logs says what it logs)
 
 try:  # SQLModel's AsyncSession adds .exec(); use it when SQLModel is there
     from sqlmodel.ext.asyncio.session import AsyncSession as _SQLModelAsyncSession
@@ -195,7 +195,7 @@ async def _create_database_if_missing(engine: AsyncEngine) -> None:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname)
         if not exists:
             try:
-                await conn.execute(f"CREATE DATABASE {_quote_ident(dbname)}")
+                await conn.execute(f"CREATE DATABASE {quote_ident(dbname)}")
                 logger.info("agentdb: created database %s", dbname)
             except _errors.Error as e:
                 # a concurrent creator: DuplicateDatabase, or the unique index of pg_database
@@ -211,6 +211,26 @@ async def agentdb_connect(cparams: dict[str, Any]) -> Any:
     params = dict(cparams)
     params.setdefault("timeout", 10.0)
     return await agentdb.connect(**params)
+
+
+def load_metadata(spec: str) -> MetaData:
+    """The ``MetaData`` that ``module:attr`` names, for ``create_db_and_tables`` (``attr``
+    may be dotted: ``app.models:Base.metadata``; an object with a ``metadata`` attribute,
+    such as a declarative base or ``SQLModel``, gives its metadata). ValueError when
+    ``spec`` is not ``module:attr`` or names no ``MetaData``; importing the module raises
+    what it raises. Used by ``python -m agentdb init-db`` and the pytest plugin's
+    ``agentdb_metadata`` ini option."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected module:attr (like app.models:SQLModel.metadata), not {spec!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not hasattr(obj, "create_all") and hasattr(obj, "metadata"):
+        obj = obj.metadata
+    if not hasattr(obj, "create_all"):
+        raise ValueError(f"{spec!r} is not a SQLAlchemy MetaData")
+    return cast("MetaData", obj)
 
 
 async def create_db_and_tables(metadata: MetaData | None = None) -> None:
@@ -263,8 +283,3 @@ async def close_db_connection() -> None:
         await engine.dispose()
     except Exception:
         _terminate_engine(engine)
-
-
-def hide_url(url: str) -> str:
-    """A URL for printing: its password masked."""
-    return make_url(url).render_as_string(hide_password=True)

@@ -1,4 +1,4 @@
-"""Connection strings: the URLs users have, turned into libpq keywords, with secrets kept out."""
+"""Driver layer: connection strings: users' URLs as libpq keywords, with secrets kept out."""
 
 from __future__ import annotations
 
@@ -10,54 +10,112 @@ import pwd
 import re
 import socket
 from typing import Any
+from urllib.parse import quote, unquote
 
 from . import _core
 
-# postgresql+asyncpg://, postgresql+psycopg://, postgresql+agentdb://: one driver here.
-_DRIVER_SCHEME = re.compile(r"^(postgres(?:ql)?)\+[A-Za-z0-9_]+://")
-_URL_PASSWORD = re.compile(r"^[a-z+]+://[^/?#@]*?:([^@/?#]*)@", re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# A PostgreSQL URL's scheme as users write it: postgres:// or postgresql://, with a
+# SQLAlchemy-style +driver (postgresql+asyncpg://, +psycopg, +agentdb: one driver here) or
+# without, in any case (URL schemes are case-insensitive; libpq's are not).
+_URL_SCHEME = re.compile(r"^(postgres(?:ql)?)(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
+
+# Where a connection string writes a secret (the password, or sslpassword: the passphrase of
+# the client's key). A URL: its user-info password, and password=/sslpassword= in its query
+# (libpq takes any keyword there); a keyword/value string: those keywords' values, quoted or
+# not (not "xpassword=": the keyword must start a word).
+_ANY_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_URL_USERINFO_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@:]*:([^@/?#]*)@", re.IGNORECASE)
+_URL_QUERY_SECRET = re.compile(r"[?&]((?:ssl)?password)=([^&#]*)", re.IGNORECASE)
+_KV_SECRET = re.compile(
+    r"(?<![\w])((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE
+)
+
+#: What a secret is replaced by in a connection string shown to users (``hide_password``).
+SHOWN_MASK = "***"
+#: What a secret is replaced by in other text (``scrub``): the C core masks libpq's
+#: connection errors the same way.
+TEXT_MASK = "********"
 
 # asyncpg-style keyword arguments and their libpq names.
 _ALIASES = {"database": "dbname", "ssl": "sslmode"}
 
 
+def split_url(dsn: str) -> tuple[str, str] | None:
+    """``("postgresql", "u@h/db")`` for ``postgresql+asyncpg://u@h/db``: the scheme in lower
+    case without its ``+driver``, and what follows ``://``; ``None`` when ``dsn`` is not a
+    ``postgres://`` or ``postgresql[+driver]://`` URL (a keyword/value string, say)."""
+    m = _URL_SCHEME.match(dsn)
+    if m is None:
+        return None
+    return m.group(1).lower(), dsn[m.end() :]
+
+
 def normalize_url(dsn: str) -> str:
-    """Drop a SQLAlchemy-style ``+driver`` from the scheme."""
-    return _DRIVER_SCHEME.sub(r"\1://", dsn.strip())
+    """``dsn`` as libpq takes it: a URL's SQLAlchemy-style ``+driver`` dropped and its scheme
+    in lower case (``Postgresql+asyncpg://`` becomes ``postgresql://``); a keyword/value
+    string as it is. Surrounding white space is stripped."""
+    dsn = dsn.strip()
+    parts = split_url(dsn)
+    return dsn if parts is None else f"{parts[0]}://{parts[1]}"
+
+
+def _secrets(dsn: str) -> list[tuple[str, int, int, str]]:
+    """``(keyword, start, end, value)`` for each secret ``dsn`` writes: the keyword
+    (``password`` or ``sslpassword``), where its value stands as written, and the value
+    (percent-decoded in a URL, unquoted in a keyword/value string). Empty values are left
+    out."""
+    found: list[tuple[str, int, int, str]] = []
+    if _ANY_URL.match(dsn):
+        m = _URL_USERINFO_PASSWORD.match(dsn)
+        if m:
+            found.append(("password", m.start(1), m.end(1), unquote(m.group(1))))
+        query = dsn.find("?")
+        if query >= 0:
+            for m in _URL_QUERY_SECRET.finditer(dsn, query):
+                found.append((m.group(1).lower(), m.start(2), m.end(2), unquote(m.group(2))))
+    else:
+        for m in _KV_SECRET.finditer(dsn):
+            value = m.group(2)
+            if value.startswith("'"):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1] if value.endswith("'") else value[1:])
+            found.append((m.group(1).lower(), m.start(2), m.end(2), value))
+    return [s for s in found if s[3] and s[2] > s[1]]
 
 
 def find_password(dsn: str) -> str | None:
-    """The password written in a URL or keyword/value string, if any (for scrubbing)."""
-    m = _URL_PASSWORD.match(dsn)
-    if m and m.group(1):
-        from urllib.parse import unquote
-
-        return unquote(m.group(1))
-    m = _KV_PASSWORD.search(dsn)
-    if m:
-        value = m.group(1)
-        if value.startswith("'"):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        return value or None
-    return None
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced."""
-    if secret:
-        text = text.replace(secret, "********")
-        from urllib.parse import quote
-
-        quoted = quote(secret, safe="")
-        if quoted != secret:
-            text = text.replace(quoted, "********")
-    return text
+    """The password written in a URL (user info or query) or keyword/value string, if any."""
+    return next((value for key, _s, _e, value in _secrets(dsn) if key == "password"), None)
 
 
 def hide_password(dsn: str) -> str:
-    """The connection string with its password replaced by ``********`` (for printing)."""
-    return scrub(dsn, find_password(dsn))
+    """The connection string with each secret it writes (password, sslpassword) replaced
+    by ``***``, for showing: ``postgresql://app:***@db/app``, ``host=db password=***``.
+    Only the secrets' places are masked: a user name equal to the password stays."""
+    for _key, start, end, _value in sorted(_secrets(dsn), key=lambda s: s[1], reverse=True):
+        dsn = dsn[:start] + SHOWN_MASK + dsn[end:]
+    return dsn
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (and of its percent-encoded form)
+    replaced by ``********``: for messages that may echo a connection string."""
+    if secret:
+        text = text.replace(secret, TEXT_MASK)
+        quoted = quote(secret, safe="")
+        if quoted != secret:
+            text = text.replace(quoted, TEXT_MASK)
+    return text
+
+
+def scrub_dsn(text: str, dsn: str) -> str:
+    """``text`` with the secrets that the connection string ``dsn`` writes scrubbed, each
+    as written in ``dsn`` (``p%2bw``), as meant (``p+w``) and percent-encoded."""
+    forms: set[str] = set()
+    for _key, start, end, value in _secrets(dsn):
+        forms.update((dsn[start:end], value))
+    for secret in sorted(forms, key=len, reverse=True):
+        text = scrub(text, secret)
+    return text
 
 
 def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
@@ -74,7 +132,7 @@ def parse(dsn: str | None, overrides: dict[str, Any]) -> dict[str, str]:
         try:
             params = _core.parse_dsn(text)
         except _core.InterfaceError as e:
-            scrubbed = _core.InterfaceError(scrub(str(e), find_password(text)))
+            scrubbed = _core.InterfaceError(scrub_dsn(str(e), text))
         if scrubbed is not None:
             # raised outside the except block: libpq's text (which echoes the whole URI,
             # password included) must not survive as the new error's __context__

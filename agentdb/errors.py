@@ -1,4 +1,4 @@
-"""agentdb's exceptions: the PEP 249 hierarchy and one class per SQLSTATE.
+"""Driver layer: agentdb's exceptions: the PEP 249 hierarchy and one class per SQLSTATE.
 
 The classes live in the C core (``agentdb._core``), which raises them; this module names them.
 """

@@ -1,4 +1,4 @@
-"""The ``agentdb`` logger: what is logged, at which level, and what never is.
+"""Driver layer: the ``agentdb`` logger: what is logged, at which level, and what never is.
 
 ========  =================================================================================
 INFO      connection events: a connection opened (``user@host:port/db``, backend pid, TLS),
@@ -17,12 +17,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
-
-    from .settings import Settings
 
 logger = logging.getLogger("agentdb")
 
@@ -55,7 +53,21 @@ def describe_target(options: dict[str, str]) -> str:
     return f"{user}@{host}:{port}/{options.get('dbname') or user}"
 
 
-def install_statement_logging(engine: AsyncEngine, settings: Settings) -> bool:
+class StatementLogSettings(Protocol):
+    """What ``install_statement_logging`` reads: ``agentdb.settings.Settings`` has it (a
+    protocol, so that this driver-layer module imports nothing of the drop-in's)."""
+
+    @property
+    def debug(self) -> bool: ...
+
+    @property
+    def slow_query_ms(self) -> float: ...
+
+    @property
+    def log_parameters(self) -> bool: ...
+
+
+def install_statement_logging(engine: AsyncEngine, settings: StatementLogSettings) -> bool:
     """Time every statement of ``engine`` when ``settings.debug`` (DEBUG echo) or
     ``settings.slow_query_ms`` (slow-query warnings) ask for it; return whether it did.
 

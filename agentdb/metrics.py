@@ -1,4 +1,4 @@
-"""Pool metrics for dashboards: Prometheus text and an OpenTelemetry hook.
+"""Ops layer: pool metrics for dashboards: Prometheus text and an OpenTelemetry hook.
 
 Both read ``pool.stats()`` (the C pool's counters) when asked; neither needs a library:
 

@@ -1,4 +1,4 @@
-"""``agentdb.create_pool()`` and the Pool class: the C pool plus graceful close."""
+"""Driver layer: ``agentdb.create_pool()`` and the Pool class: the C pool plus graceful close."""
 
 from __future__ import annotations
 

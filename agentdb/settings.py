@@ -1,4 +1,4 @@
-"""agentdb's settings: the one module that reads the environment.
+"""Drop-in layer: agentdb's settings: the one module that reads the environment.
 
 =========================  ==========================================================
 ``DATABASE_URL``           default ``postgresql+asyncpg://postgres:postgres@localhost:5432/agentplatform``;
@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
+
+from . import dsn as _dsn
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres:postgres@localhost:5432/agentplatform"
 
 _TRUE = ("1", "true", "yes", "on")
-_SCHEME = re.compile(r"^(postgres|postgresql)(\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,25 +55,21 @@ class Settings:
         return agentdb_url(self.database_url)
 
     def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{f.name}={hide_password(getattr(self, f.name)) if f.name == 'database_url' else getattr(self, f.name)!r}"  # noqa: E501
-            for f in dataclasses.fields(self)
-        )
-        return f"Settings({fields})"
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["database_url"] = _dsn.hide_password(self.database_url)
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
 def agentdb_url(url: str) -> str:
     """Any PostgreSQL URL users have, as a ``postgresql+agentdb://`` URL."""
-    url = url.strip()
-    m = _SCHEME.match(url)
-    if m is None:
+    parts = _dsn.split_url(url.strip())
+    if parts is None:
         raise ValueError("DATABASE_URL must be a postgres:// or postgresql[+driver]:// URL")
-    return "postgresql+agentdb://" + url[m.end() :]
+    return "postgresql+agentdb://" + parts[1]
 
 
-def hide_password(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    return re.sub(r"^([a-z0-9+]+://[^:/?#@]*:)([^@/?#]*)@", r"\1***@", url, flags=re.I)
+#: The URL with its password replaced by ``***`` (``agentdb.dsn.hide_password``).
+hide_password = _dsn.hide_password
 
 
 def _bool(value: str) -> bool:

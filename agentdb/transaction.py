@@ -1,4 +1,4 @@
-"""Transactions and savepoints on a connection: ``async with conn.transaction(): ...``."""
+"""Driver layer: transactions and savepoints: ``async with conn.transaction(): ...``."""
 
 from __future__ import annotations
 
@@ -6,16 +6,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import _core
+from ._sql import ISOLATION_LEVELS, begin_sql
 
 if TYPE_CHECKING:
     from .connection import Connection
-
-_ISOLATION = {
-    "read_committed": "READ COMMITTED",
-    "read_uncommitted": "READ UNCOMMITTED",
-    "repeatable_read": "REPEATABLE READ",
-    "serializable": "SERIALIZABLE",
-}
 
 
 class Transaction:
@@ -44,9 +38,9 @@ class Transaction:
         readonly: bool = False,
         deferrable: bool = False,
     ) -> None:
-        if isolation is not None and isolation not in _ISOLATION:
+        if isolation is not None and isolation not in ISOLATION_LEVELS:
             raise ValueError(
-                f"isolation must be one of {sorted(_ISOLATION)}, not {isolation!r}"
+                f"isolation must be one of {sorted(ISOLATION_LEVELS)}, not {isolation!r}"
             )
         self._conn = conn
         self._isolation = isolation
@@ -73,14 +67,7 @@ class Transaction:
                 raise _core.InterfaceError(
                     "cannot start a transaction: one was begun outside transaction()"
                 )
-            sql = "BEGIN"
-            if self._isolation:
-                sql += " ISOLATION LEVEL " + _ISOLATION[self._isolation]
-            if self._readonly:
-                sql += " READ ONLY"
-            if self._deferrable:
-                sql += " DEFERRABLE"
-            await conn.execute(sql)
+            await conn.execute(begin_sql(self._isolation, self._readonly, self._deferrable))
         stack.append(self)
         self._lease = conn._lease
         self._state = "started"

@@ -1,7 +1,19 @@
-"""SQLAlchemy's dialect compliance suite against postgresql+agentdb (run: compliance/run.sh)."""
+"""SQLAlchemy's dialect compliance suite against postgresql+agentdb (run: compliance/run.sh).
+
+The suite's requirements class is ``compliance/requirements.py``, named in ``setup.cfg``
+(``[sqla_testing] requirement_cls = requirements:Requirements``); this directory is put on
+``sys.path`` here so that the name resolves whatever pytest's import mode.
+"""
+
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy.dialects import registry
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 registry.register("postgresql.agentdb", "agentdb.sqlalchemy", "AgentdbDialect")
 

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 import time
 
 import agentdb
 from agentdb.testing.cluster import TempCluster, local_server_dsn
-
-
-def libpq_url(url: str) -> str:
-    """postgresql+asyncpg://... (SQLAlchemy style) -> postgresql://... (libpq style)."""
-    return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
 
 
 async def demo(dsn: str) -> None:
@@ -68,7 +62,7 @@ def main() -> int:
     url = os.environ.get("DATABASE_URL")
     if url:
         print("server: $DATABASE_URL")
-        asyncio.run(demo(libpq_url(url)))
+        asyncio.run(demo(url))  # connect() takes postgresql+asyncpg:// URLs as they are
         return 0
     local = local_server_dsn()
     if local is not None:

@@ -23,10 +23,11 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
+from agentdb.dsn import hide_password
 from agentdb.testing.cluster import (
     LOCAL_DSN,
     ClusterError,
@@ -73,15 +74,8 @@ def _use_uvloop(config: pytest.Config) -> bool:
     return bool(config.getoption("--uvloop")) or flag in ("1", "true", "yes", "on")
 
 
-def redact(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (for printing)."""
-    if dsn.startswith(("postgresql://", "postgres://")):
-        parts = urlsplit(dsn)
-        if parts.password is not None:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-            return urlunsplit(parts._replace(netloc=netloc))
-        return dsn
-    return re.sub(r"(password\s*=\s*)(\S+)", r"\1***", dsn)
+#: ``dsn`` with any password replaced by ``***`` (for printing).
+redact = hide_password
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,4 +1,6 @@
-"""SQLAlchemy async dialect ``postgresql+agentdb`` (imports SQLAlchemy; agentdb itself does not).
+"""Dialect layer: SQLAlchemy's async dialect ``postgresql+agentdb``, registered on import.
+
+This package imports SQLAlchemy; the driver below it does not.
 
 Registered as the entry point ``sqlalchemy.dialects: postgresql.agentdb`` and, for in-place
 builds, on import of this package.

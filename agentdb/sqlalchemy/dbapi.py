@@ -1,4 +1,4 @@
-"""A PEP 249 face for agentdb's native connection, run from SQLAlchemy's greenlet.
+"""Dialect layer: a PEP 249 face for agentdb's native connection, run from SQLAlchemy's greenlet.
 
 Each ``cursor.execute`` is one ``await_`` of one native call (``Connection._query``): the rows
 come back with the statement, so fetching needs no further switch. A transaction begins
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import itertools
 import re
 from collections.abc import Sequence
@@ -26,20 +25,14 @@ from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 import agentdb
 from agentdb import errors as _errors
+from agentdb._sql import begin_sql
 
 if TYPE_CHECKING:
     from agentdb.connection import Connection
     from agentdb.pool import Pool
 
 _ROWCOUNT_TAG = re.compile(r"^(?:SELECT|UPDATE|DELETE|MERGE|FETCH|MOVE|COPY|INSERT \d+) (\d+)$")
-_ISOLATION_SQL = {
-    "read_committed": "READ COMMITTED",
-    "read_uncommitted": "READ UNCOMMITTED",
-    "repeatable_read": "REPEATABLE READ",
-    "serializable": "SERIALIZABLE",
-}
 _SS_BATCH = 100
-_CANCEL_GRACE = 5.0  # agentdb.connection.DEFAULT_CANCEL_GRACE
 _cursor_names = itertools.count(1)
 
 # Bumped after every DDL statement a connection of this process runs (by its command tag:
@@ -52,29 +45,6 @@ _DDL_TAG = re.compile(r"^(?:CREATE|ALTER|DROP)\b")
 # A new temporary table changes no existing plan: services that make one per request must
 # not empty every connection's cache each time.
 _CREATE_TEMP = re.compile(r"^\s*CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\s", re.I)
-_forget_counter = itertools.count(1)
-
-
-async def clear_statement_cache(conn: Connection, cache_size: int, command_timeout: float) -> None:
-    """Forget every prepared statement of ``conn`` (the server's copies too).
-
-    Uses the core's ``Connection.clear_statement_cache()`` when it has one. Until then it is
-    emulated: with a cache of size 1, preparing one new statement evicts all the others
-    (the core sends a ``DEALLOCATE`` for each, queued before any later statement).
-    """
-    native = getattr(conn, "clear_statement_cache", None)
-    if native is not None:  # the core's own (switch: this branch is the whole function)
-        result = native()
-        if inspect.isawaitable(result):
-            await result
-        return
-    if conn._statement_count() == 0 or cache_size <= 0:
-        return
-    conn._configure(1, command_timeout, _CANCEL_GRACE)
-    try:
-        await conn._query(f"SELECT 1 -- agentdb: forget statements {next(_forget_counter)}", ())
-    finally:
-        conn._configure(cache_size, command_timeout, _CANCEL_GRACE)
 
 
 def _is_stale_statement(error: BaseException) -> bool:
@@ -278,8 +248,6 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         "readonly",
         "deferrable",
         "_released",
-        "_cache_size",
-        "_command_timeout",
         "_began",
     )
 
@@ -290,14 +258,10 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         dbapi: Any,
         connection: Connection,
         pool: Pool | None = None,
-        cache_size: int = 100,
-        command_timeout: float | None = None,
     ) -> None:
         self.dbapi = dbapi
         self._connection = connection
         self._pool = pool
-        self._cache_size = cache_size
-        self._command_timeout = command_timeout or 0.0
         self._began = False
         self.isolation_level: str | None = None
         self._isolation_setting: str | None = None
@@ -310,15 +274,16 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
     def _conn(self) -> Connection:
         return self._connection
 
-    async def _sync_cache(self) -> None:
-        """Empty the statement cache when DDL ran since it was last emptied."""
+    def _sync_cache(self) -> None:
+        """Empty the statement cache when DDL ran since it was last emptied (the core
+        queues one ``DEALLOCATE ALL`` ahead of anything sent later)."""
         conn = self._connection
         gen = ddl_generation[0]
         if getattr(conn, "_agentdb_ddl_seen", 0) == gen:
             return
         if conn.get_transaction_status() == "inerror":
             return  # nothing but a rollback runs now; the next statement checks again
-        await clear_statement_cache(conn, self._cache_size, self._command_timeout)
+        conn.clear_statement_cache()
         conn._agentdb_ddl_seen = gen  # type: ignore[attr-defined]
 
     @staticmethod
@@ -344,15 +309,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             return None
         if self._in_transaction():
             return None
-        sql = "BEGIN"
-        level = self.isolation_level
-        if level is not None:
-            sql += " ISOLATION LEVEL " + _ISOLATION_SQL[level]
-        if self.readonly:
-            sql += " READ ONLY"
-        if self.deferrable:
-            sql += " DEFERRABLE"
-        return sql
+        return begin_sql(self.isolation_level, self.readonly, self.deferrable)
 
     async def _run(
         self,
@@ -365,7 +322,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         conn = self._connection
         args = tuple(parameters) if parameters else ()
         if getattr(conn, "_agentdb_ddl_seen", 0) != ddl_generation[0]:
-            await self._sync_cache()
+            self._sync_cache()
         begin = self._begin_sql()
         futs = []
         if begin is not None:
@@ -396,7 +353,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
     async def _run_many(self, operation: str, seq_of_parameters: Any) -> None:
         conn = self._connection
         if getattr(conn, "_agentdb_ddl_seen", 0) != ddl_generation[0]:
-            await self._sync_cache()
+            self._sync_cache()
         begin = self._begin_sql()
         if begin is not None:
             self._began = True
@@ -527,17 +484,7 @@ class AgentdbDBAPI(AsyncAdapt_dbapi_module):
             conn = await_only(agentdb.connect(*args, **kw))
         except Exception as error:
             AgentdbAdaptConnection._handle_exception_no_connection(self, error)
-        return AgentdbAdaptConnection(
-            self, conn, None, kw.get("statement_cache_size", 100), kw.get("command_timeout")
-        )
+        return AgentdbAdaptConnection(self, conn)
 
-    def adapt_pooled(
-        self, conn: Connection, pool: Pool, connect_kwargs: dict[str, Any]
-    ) -> AgentdbAdaptConnection:
-        return AgentdbAdaptConnection(
-            self,
-            conn,
-            pool,
-            connect_kwargs.get("statement_cache_size", 100),
-            connect_kwargs.get("command_timeout"),
-        )
+    def adapt_pooled(self, conn: Connection, pool: Pool) -> AgentdbAdaptConnection:
+        return AgentdbAdaptConnection(self, conn, pool)

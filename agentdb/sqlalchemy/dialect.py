@@ -1,4 +1,4 @@
-"""The SQLAlchemy async dialect ``postgresql+agentdb``.
+"""Dialect layer: the dialect class ``postgresql+agentdb``: types, URL arguments, disconnects.
 
 Modelled on SQLAlchemy's asyncpg dialect: parameters are ``$n`` placeholders typed by the
 server, so the types whose parameters the server cannot infer render a cast
@@ -34,6 +34,8 @@ from sqlalchemy.dialects.postgresql.types import BYTEA, CITEXT
 from sqlalchemy.engine import processors
 from sqlalchemy.engine.url import URL
 from sqlalchemy.sql import sqltypes
+
+from agentdb._sql import ISOLATION_LEVELS
 
 from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI
 from .pool import AgentdbPool
@@ -375,13 +377,9 @@ class AgentdbDialect(PGDialect):
 
     @util.memoized_property
     def _isolation_lookup(self) -> dict[str, str]:
-        return {
-            "AUTOCOMMIT": "autocommit",
-            "READ COMMITTED": "read_committed",
-            "READ UNCOMMITTED": "read_uncommitted",
-            "REPEATABLE READ": "repeatable_read",
-            "SERIALIZABLE": "serializable",
-        }
+        """SQLAlchemy's isolation level names -> the adapter's (``agentdb._sql``'s)."""
+        levels = {sql: name for name, sql in ISOLATION_LEVELS.items()}
+        return {"AUTOCOMMIT": "autocommit", **levels}
 
     def get_isolation_level_values(self, dbapi_connection: Any) -> list[str]:  # type: ignore[override]
         return list(self._isolation_lookup)

@@ -1,4 +1,4 @@
-"""The SQLAlchemy pool class whose connections come from agentdb's C pool.
+"""Dialect layer: the SQLAlchemy pool class whose connections come from agentdb's C pool.
 
 SQLAlchemy's own pool does not stand in between: a SQLAlchemy checkout is a native
 ``Pool.acquire()`` and a SQLAlchemy "close" is ``Pool.release()`` (which never blocks and
@@ -125,7 +125,7 @@ class AgentdbPool(NullPool):
             from .dbapi import AgentdbAdaptConnection
 
             AgentdbAdaptConnection._handle_exception_no_connection(dbapi, error)
-        return dbapi.adapt_pooled(conn, native, connect_kwargs)
+        return dbapi.adapt_pooled(conn, native)
 
     def stats(self) -> dict[str, Any]:
         """The native pool's ``stats()`` (empty before the first checkout)."""

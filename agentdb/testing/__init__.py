@@ -1,4 +1,4 @@
-"""Testing helpers: a throwaway PostgreSQL (``cluster``) and the pytest plugin (``plugin``).
+"""Testing layer: a throwaway PostgreSQL (``cluster``) and the pytest plugin (``plugin``).
 
 ``app_client`` and ``override_get_session`` come from the plugin module (imported on
 first use, so ``import agentdb.testing`` needs no pytest).

@@ -1,4 +1,4 @@
-"""Find PostgreSQL's binaries and run a throwaway cluster for tests (no dependencies)."""
+"""Testing layer: find PostgreSQL's binaries, run a throwaway cluster (no dependencies)."""
 
 from __future__ import annotations
 

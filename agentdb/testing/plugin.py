@@ -1,4 +1,4 @@
-"""agentdb's pytest plugin: a PostgreSQL for the test session, rollback-per-test sessions.
+"""Testing layer: the pytest plugin: a PostgreSQL per test session, sessions rolled back per test.
 
 Loaded automatically when agentdb is installed (entry point ``pytest11``: ``agentdb``);
 ``-p agentdb.testing.plugin`` loads it from a checkout. Nothing starts until a test asks
@@ -35,15 +35,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import inspect
 import os
-import re
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from agentdb.dsn import normalize_url
 
 from .cluster import INSTALL_HINT, ClusterError, PostgresNotFound, TempCluster
 
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
     from agentdb.pool import Pool
 
 __all__ = ["app_client", "load_metadata", "override_get_session"]
-
-_SCHEME_DRIVER = re.compile(r"^(postgres|postgresql)\+[A-Za-z0-9_]+://", re.IGNORECASE)
 
 LOOP_HINT = (
     "agentdb: an object (pool, connection, engine or session) made on one event loop was "
@@ -78,24 +76,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def libpq_url(url: str) -> str:
-    """``postgresql+asyncpg://...`` and the like as a plain ``postgresql://`` URL."""
-    return _SCHEME_DRIVER.sub(lambda m: m.group(1) + "://", url.strip(), count=1)
+#: ``postgresql+asyncpg://...`` and the like as a plain ``postgresql://`` URL.
+libpq_url = normalize_url
 
 
 def load_metadata(spec: str) -> MetaData:
-    """The object ``module:attr`` names (``attr`` may be dotted: ``app.models:Base.metadata``)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise pytest.UsageError(f"agentdb_metadata must be 'module:attr', not {spec!r}")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if hasattr(obj, "metadata") and not hasattr(obj, "create_all"):
-        obj = obj.metadata  # a declarative base or SQLModel itself
-    if not hasattr(obj, "create_all"):
-        raise pytest.UsageError(f"agentdb_metadata {spec!r} is not a SQLAlchemy MetaData")
-    return obj  # type: ignore[no-any-return]
+    """The object ``module:attr`` names (``attr`` may be dotted: ``app.models:Base.metadata``),
+    as ``agentdb.database.load_metadata`` finds it; a spec that names none is a usage
+    error (``pytest.UsageError``)."""
+    from agentdb.database import load_metadata as load
+
+    try:
+        return load(spec)
+    except ValueError as e:
+        raise pytest.UsageError(f"agentdb_metadata: {e}") from None
 
 
 # -- fixtures -------------------------------------------------------------------------
@@ -111,7 +105,7 @@ def agentdb_dsn() -> Iterator[str]:
     """
     env = os.environ.get("AGENTDB_TEST_DSN") or os.environ.get("DATABASE_URL")
     if env:
-        yield libpq_url(env)
+        yield normalize_url(env)
         return
     try:
         cluster = TempCluster()

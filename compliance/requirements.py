@@ -1,4 +1,9 @@
-"""Which parts of SQLAlchemy's compliance suite apply to postgresql+agentdb (PostgreSQL's)."""
+"""Which parts of SQLAlchemy's compliance suite apply to postgresql+agentdb (PostgreSQL's).
+
+The suite's requirements class (``setup.cfg``: ``requirement_cls = requirements:Requirements``,
+importable because ``compliance/conftest.py`` puts this directory on ``sys.path``). It is
+test configuration: it ships in no package.
+"""
 
 from __future__ import annotations
 
