@@ -117,57 +117,30 @@ static PyObject *raise_data(agentdb_state *st, const char *fmt, ...)
     return NULL;
 }
 
-/* The raised exception, normalized, taken out of the error indicator (or NULL). */
-static PyObject *take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type = NULL, *value = NULL, *tb = NULL;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value != NULL && tb != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-static void restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
-
 /* Replace a ValueError/ArithmeticError being raised (bad UTF-8, bad JSON, a Decimal
    that won't parse, ...) by DataError("<context>: <message>") caused by it, so callers
    see one exception class for malformed data.  Other exceptions (MemoryError...) pass.
    Always returns NULL. */
 static PyObject *reraise_as_data(agentdb_state *st, const char *context)
 {
-    PyObject *cause = take_exception();
+    PyObject *cause = PyErr_GetRaisedException();
     if (cause == NULL) {
         return raise_data(st, "%s", context);
     }
     if (PyErr_GivenExceptionMatches(cause, data_error_class(st)) ||
         !(PyErr_GivenExceptionMatches(cause, PyExc_ValueError) ||
           PyErr_GivenExceptionMatches(cause, PyExc_ArithmeticError))) {
-        restore_exception(cause);
+        PyErr_SetRaisedException(cause);
         return NULL;
     }
     PyErr_Format(data_error_class(st), "%s: %S", context, cause);
-    PyObject *exc = take_exception();
+    PyObject *exc = PyErr_GetRaisedException();
     if (exc == NULL) {
         Py_DECREF(cause);
         return NULL;
     }
     PyException_SetCause(exc, cause); /* steals cause */
-    restore_exception(exc);
+    PyErr_SetRaisedException(exc);
     return NULL;
 }
 
