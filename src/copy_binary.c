@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "agentdb.h"
-#include "byteorder.h"
+#include "codecs/byteorder.h"
 #include "codecs.h"
 #include "copy_binary.h"
 
