@@ -348,10 +348,14 @@ PyObject *agentdb_dec_bytea_text(agentdb_state *st, const char *data, int len, O
             return agentdb_raise_data(st, "invalid bytea received from PostgreSQL: bad escape");
         }
     }
-    if (_PyBytes_Resize(&res, n) < 0) {
-        return NULL;
+    if (n == len) {
+        return res;
     }
-    return res;
+    /* Escapes made it shorter: what was written, copied into a bytes object of its size
+       (the public API has no way to shrink one; _PyBytes_Resize is CPython's own). */
+    PyObject *shorter = PyBytes_FromStringAndSize(out, n);
+    Py_DECREF(res);
+    return shorter;
 }
 
 /* 32 hex digits, hyphens anywhere (as PostgreSQL's uuid_in allows some), into 16 bytes.
