@@ -33,6 +33,8 @@ enum {
 #define CACHED(st, i) PyTuple_GET_ITEM((st)->codec_cache, (i))
 #define DT_API(st) ((PyDateTime_CAPI *)(st)->datetime_capi)
 
+/* An encoder by declared type: appends one non-None value's bytes to p->buf.
+   0 => ok, -1 => error set. */
 typedef int (*encode_fn)(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno);
 
 typedef struct {
