@@ -5,6 +5,7 @@ Linux only: that is what CI builds and tests (Debian 12, gcc, libpq 15 and 18).
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -90,9 +91,8 @@ setup(
     ext_modules=[
         Extension(
             "agentdb._core",
-            sources=sorted(
-                os.path.join("src", f) for f in os.listdir("src") if f.endswith(".c")
-            ),
+            sources=sorted(glob.glob("src/**/*.c", recursive=True)),
+            depends=sorted(glob.glob("src/**/*.h", recursive=True)),
             include_dirs=include_dirs,
             library_dirs=library_dirs,
             runtime_library_dirs=runtime_library_dirs,

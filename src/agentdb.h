@@ -74,7 +74,7 @@ typedef struct {
     PyObject *PoolTimeout;         /* TimeoutError: no connection within pool_timeout */
     PyObject *sqlstate_map;        /* dict: SQLSTATE str -> exception class */
 
-    /* Codecs (codecs.c). */
+    /* Codecs (src/codecs/). */
     PyObject *Decimal;       /* decimal.Decimal */
     PyObject *UUID;          /* uuid.UUID */
     PyObject *json_loads;    /* json.loads */
@@ -82,7 +82,7 @@ typedef struct {
     PyObject *json_loads_fast; /* orjson.loads when installed, else NULL */
     PyObject *timezone_utc;  /* datetime.timezone.utc */
     void *datetime_capi;     /* PyDateTime_CAPI*, from the datetime capsule */
-    PyObject *codec_cache;   /* free for codecs.c to use (NULL if unused) */
+    PyObject *codec_cache;   /* free for src/codecs/ to use (NULL if unused) */
 
     /* libpq handles alive (every PGconn and PGresult has one owner and is
        freed once: the leak tests compare these before and after); counted only

@@ -1,4 +1,4 @@
-/* codecs.h: Python values <-> PostgreSQL values, by type OID. */
+/* codecs.h: Python values <-> PostgreSQL values, by type OID (the code: src/codecs/). */
 #ifndef AGENTDB_CODECS_H
 #define AGENTDB_CODECS_H
 

@@ -1,8 +1,8 @@
 /* module.c: agentdb._core module init (multi-phase) and its module state. */
 #include "agentdb.h"
 #include "codecs.h"
-#include "copy_binary.h"
-#include "copy_text.h"
+#include "codecs/copy_binary.h"
+#include "codecs/copy_text.h"
 #include "connection.h"
 #include "sqlclass.h"
 

@@ -1,4 +1,4 @@
-"""Tests of src/codecs.c through the _core._decode/_core._encode hooks.
+"""Tests of src/codecs/ through the _core._decode/_core._encode hooks.
 
 The server tests take exact wire bytes (binary and text) from a real PostgreSQL through
 psycopg's raw results and check both decoders against the expected Python value, then

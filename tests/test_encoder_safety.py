@@ -98,7 +98,7 @@ asyncio.run(main())
 """
 
 REGRESSIONS: dict[str, tuple[str, str]] = {
-    # codecs.c array_bin_put_level: binary int[] whose element empties the list.
+    # codecs/array.c array_bin_put_level: binary int[] whose element empties the list.
     "int[] binary, __index__ empties the list": (
         """
         async def case(conn):
@@ -149,7 +149,7 @@ REGRESSIONS: dict[str, tuple[str, str]] = {
         """,
         "[[1, 2], [3, 4]]",
     ),
-    # codecs.c enc_array_text with a typed element encoder (numeric has no binary array).
+    # codecs/array.c enc_array_text with a typed element encoder (numeric has no binary array).
     "numeric[] text literal, Decimal.__str__ empties the list": (
         """
         async def case(conn):

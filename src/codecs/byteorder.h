@@ -1,7 +1,6 @@
+/* codecs/byteorder.h: big-endian integers, as PostgreSQL's binary formats carry them. */
 #ifndef AGENTDB_BYTEORDER_H
 #define AGENTDB_BYTEORDER_H
-
-/* Big-endian (network order) integers, as PostgreSQL's binary formats carry them. */
 
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 /* The payload of COPY ... FROM STDIN (FORMAT binary), built from Python rows and the column
    types: the signature, flags and header extension; per row an int16 field count and per
    field an int32 length (-1: NULL) and the value in its type's binary send format (the
-   typed encoders of codecs.c); an int16 -1 at the end.  All big-endian.
+   typed encoders of the codecs); an int16 -1 at the end.  All big-endian.
 
    The server parses this faster than the text format (no text-to-int, -float, -date...),
    which is where asyncpg's copy_records_to_table gained on ours. */
@@ -12,9 +12,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "agentdb.h"
+#include "../agentdb.h"
 #include "byteorder.h"
-#include "codecs.h"
+#include "../codecs.h"
 #include "copy_binary.h"
 
 /* A table has at most 1600 columns; the field count is an int16. */

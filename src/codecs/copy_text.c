@@ -1,6 +1,6 @@
 /* The payload of COPY ... FROM STDIN in PostgreSQL's text format, built from Python rows.
 
-   Each value is the text an untyped parameter is sent as (codecs.c), with COPY's escapes
+   Each value is the text an untyped parameter is sent as (untyped.c), with COPY's escapes
    for backslash, newline, carriage return and tab; None is \N; a tab ends each value and
    a newline each row.  Done in C because it runs once per value: 10k rows of 7 columns took
    40 ms in Python.  copy_records_to_table uses it when a column type has no binary
@@ -11,8 +11,8 @@
 
 #include <string.h>
 
-#include "agentdb.h"
-#include "codecs.h"
+#include "../agentdb.h"
+#include "../codecs.h"
 #include "copy_text.h"
 
 /* Appends s[0:n] with COPY text escapes; NUL cannot be represented. */

@@ -1,3 +1,4 @@
+/* codecs/copy_text.h: _core._copy_text, COPY FROM STDIN payloads in text format. */
 #ifndef AGENTDB_COPY_TEXT_H
 #define AGENTDB_COPY_TEXT_H
 

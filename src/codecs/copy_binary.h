@@ -1,3 +1,4 @@
+/* codecs/copy_binary.h: _core._copy_binary, COPY FROM STDIN payloads in binary format. */
 #ifndef AGENTDB_COPY_BINARY_H
 #define AGENTDB_COPY_BINARY_H
 
