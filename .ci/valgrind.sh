@@ -49,7 +49,7 @@ for line in body:
     else:
         cur.append(line)
 if cur: records.append(cur)
-ours = re.compile(r"_core\.cpython|src/(codecs/\w+|connection|errors|loop|module|pool|record|sqlclass)\.c")
+ours = re.compile(r"_core\.cpython|src/(codecs/)?\w+\.c")
 kinds = re.compile(r"definitely lost|Invalid (read|write|free)|uninitialised|Mismatched free|"
                    r"overlap|Source and destination|invalid file descriptor", re.I)
 hits = [r for r in records if kinds.search(r[0]) and any(ours.search(l) for l in r)]
