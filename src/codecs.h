@@ -57,7 +57,8 @@ PyObject *agentdb_seq_snapshot(PyObject *v, const char *errmsg);
    New reference, or NULL with an error set. */
 PyObject *agentdb_iter_snapshot(PyObject *v);
 
-/* An empty agentdb_params used only as a growing byte buffer (free with
+/* Makes p empty: no parameters, its inline buffer in use (what agentdb_params_encode starts
+   from and agentdb_params_free leaves). Alone, it makes a growing byte buffer (free with
    agentdb_params_free). */
 void agentdb_params_scratch(agentdb_params *p);
 /* Appends v as the text an untyped parameter is sent as (bytes-like: bytea hex) to p's

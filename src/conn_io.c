@@ -117,16 +117,28 @@ int agentdb_conn_watch_write(agentdb_Connection *c, int sock, int on)
     return 0;
 }
 
-void agentdb_conn_on_read(PyObject *self, PyObject *arg)
+/* The part of a readiness callback that does not depend on the direction: a connection
+ * still connecting takes its next connect step, one that is closing stops watching its
+ * socket. Returns the connection when it is ready for I/O, NULL when the event is used. */
+static agentdb_Connection *conn_ready_for_io(PyObject *self)
 {
-    (void)arg;
     agentdb_Connection *c = (agentdb_Connection *)self;
     if (c->state == CONN_CONNECTING) {
         agentdb_conn_connect_step(c);
-        return;
+        return NULL;
     }
     if (c->state != CONN_READY) {
         agentdb_conn_unwatch(c);
+        return NULL;
+    }
+    return c;
+}
+
+void agentdb_conn_on_read(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Connection *c = conn_ready_for_io(self);
+    if (c == NULL) {
         return;
     }
     c->reads++;
@@ -150,13 +162,8 @@ void agentdb_conn_on_read(PyObject *self, PyObject *arg)
 void agentdb_conn_on_write(PyObject *self, PyObject *arg)
 {
     (void)arg;
-    agentdb_Connection *c = (agentdb_Connection *)self;
-    if (c->state == CONN_CONNECTING) {
-        agentdb_conn_connect_step(c);
-        return;
-    }
-    if (c->state != CONN_READY) {
-        agentdb_conn_unwatch(c);
+    agentdb_Connection *c = conn_ready_for_io(self);
+    if (c == NULL) {
         return;
     }
     if (agentdb_conn_flush(c) == 0 && c->copy_in && c->head != NULL) {

@@ -56,8 +56,16 @@ int agentdb_params_reserve(agentdb_params *p, size_t extra)
 
 void agentdb_params_scratch(agentdb_params *p)
 {
-    memset(p, 0, sizeof *p);
+    p->n = 0;
+    p->values = NULL;
+    p->lengths = NULL;
+    p->formats = NULL;
+    p->types = NULL;
+    p->offsets = NULL;
+    p->arrays = NULL;
+    /* The inline buffer is left as it is: it holds nothing until `used` says so. */
     p->buf = p->small;
+    p->used = 0;
     p->cap = sizeof p->small;
 }
 
@@ -67,15 +75,8 @@ void agentdb_params_free(agentdb_params *p)
         PyMem_Free(p->buf);
     }
     PyMem_Free(p->arrays);
-    p->n = 0;
-    p->values = NULL;
-    p->lengths = NULL;
-    p->formats = NULL;
-    p->types = NULL;
-    p->offsets = NULL;
-    p->arrays = NULL;
-    p->buf = NULL;
-    p->used = p->cap = 0;
+    /* Empty again, so a second free (or a reuse) is harmless. */
+    agentdb_params_scratch(p);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -183,16 +184,7 @@ int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
     PyObject *seq = NULL;
     Py_ssize_t n;
 
-    p->n = 0;
-    p->values = NULL;
-    p->lengths = NULL;
-    p->formats = NULL;
-    p->types = NULL;
-    p->offsets = NULL;
-    p->arrays = NULL;
-    p->buf = p->small;
-    p->used = 0;
-    p->cap = sizeof p->small;
+    agentdb_params_scratch(p);
 
     /* A snapshot: encoders run Python code, which may change a list of arguments. */
     if (!is_seq(args)) {

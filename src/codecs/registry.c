@@ -243,6 +243,21 @@ int agentdb_encode_binary(agentdb_state *st, agentdb_params *p, PyObject *v, Oid
 /* ---------------------------------------------------------------------------------------
    Test hooks */
 
+/* A test hook's oid argument: 0 and *out set, or -1 with an error set. */
+static int oid_arg(PyObject *arg, Oid *out)
+{
+    unsigned long oid = PyLong_AsUnsignedLong(arg);
+    if (oid == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (oid > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "oid out of range");
+        return -1;
+    }
+    *out = (Oid)oid;
+    return 0;
+}
+
 /* _decode(oid, data: bytes, binary) -> object */
 PyObject *agentdb_codecs_decode_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -251,12 +266,8 @@ PyObject *agentdb_codecs_decode_py(PyObject *module, PyObject *const *args, Py_s
         PyErr_SetString(PyExc_TypeError, "_decode(oid, data, binary) takes 3 arguments");
         return NULL;
     }
-    unsigned long oid = PyLong_AsUnsignedLong(args[0]);
-    if (oid == (unsigned long)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (oid > UINT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "oid out of range");
+    Oid oid;
+    if (oid_arg(args[0], &oid) < 0) {
         return NULL;
     }
     if (!PyBytes_Check(args[1])) {
@@ -270,12 +281,12 @@ PyObject *agentdb_codecs_decode_py(PyObject *module, PyObject *const *args, Py_s
     if (PyBytes_GET_SIZE(args[1]) > INT32_MAX) {
         return agentdb_raise_data(st, "value too large");
     }
-    agentdb_decode_fn dec = agentdb_decoder((Oid)oid, binary);
+    agentdb_decode_fn dec = agentdb_decoder(oid, binary);
     if (dec == NULL) {
-        return agentdb_raise_data(st, "no binary decoder for type OID %lu", oid);
+        return agentdb_raise_data(st, "no binary decoder for type OID %lu", (unsigned long)oid);
     }
     /* bytes objects are NUL-terminated, as libpq's text values are. */
-    return dec(st, PyBytes_AS_STRING(args[1]), (int)PyBytes_GET_SIZE(args[1]), (Oid)oid);
+    return dec(st, PyBytes_AS_STRING(args[1]), (int)PyBytes_GET_SIZE(args[1]), oid);
 }
 
 /* _encode(oid, value) -> (bytes | None, format); oid 0 = no declared type. */
@@ -291,20 +302,14 @@ PyObject *agentdb_codecs_encode_py(PyObject *module, PyObject *const *args, Py_s
         PyErr_SetString(PyExc_TypeError, "_encode(oid, value) takes 2 arguments");
         return NULL;
     }
-    unsigned long oid = PyLong_AsUnsignedLong(args[0]);
-    if (oid == (unsigned long)-1 && PyErr_Occurred()) {
+    if (oid_arg(args[0], &type) < 0) {
         return NULL;
     }
-    if (oid > UINT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "oid out of range");
-        return NULL;
-    }
-    type = (Oid)oid;
     tuple = PyTuple_Pack(1, args[1]);
     if (tuple == NULL) {
         return NULL;
     }
-    if (agentdb_params_encode(st, &p, tuple, oid ? &type : NULL, oid ? 1 : 0) < 0) {
+    if (agentdb_params_encode(st, &p, tuple, type ? &type : NULL, type ? 1 : 0) < 0) {
         goto done;
     }
     if (p.values[0] == NULL) {
