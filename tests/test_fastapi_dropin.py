@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import subprocess
@@ -333,18 +332,3 @@ def test_service_in_a_uvicorn_process(service_url: str) -> None:
     assert proc.returncode in (0, -15), out
     assert "Application shutdown complete" in out, out
     assert "Traceback" not in out, out
-
-
-async def test_debug_echo_logs_statements_without_password(
-    service_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="agentdb")  # the echo is at DEBUG
-    settings.configure(database_url=service_url, debug=True)
-    try:
-        async with agentdb.async_session_maker() as s:
-            assert await s.scalar(sa.text("SELECT CAST(:x AS int)"), {"x": 41}) == 41
-    finally:
-        await agentdb.close_db_connection()
-        settings.reset()
-    lines = [r.getMessage() for r in caplog.records if r.name == "agentdb"]
-    assert any("SELECT CAST" in m and "41" in m and " ms)" in m for m in lines), lines
