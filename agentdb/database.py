@@ -331,6 +331,10 @@ async def create_db_and_tables(metadata: MetaData | None = None) -> None:
     maintenance database ``postgres``), then every table of ``metadata`` (default:
     ``SQLModel.metadata``). Idempotent, and safe when several workers start at once
     (``CREATE DATABASE`` races are tolerated; ``create_all`` runs under an advisory lock).
+
+    Only a missing database is created (the server refused the connection with SQLSTATE
+    3D000, ``database "name" does not exist``); any other refusal is raised as it is: a
+    role that does not exist (28000), a wrong password, a database closed to connections.
     """
     if metadata is None:
         from sqlmodel import SQLModel

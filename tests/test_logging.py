@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 import agentdb
 from agentdb import logs, settings
@@ -166,6 +167,53 @@ def test_debug_echo_is_not_doubled_by_agentdb_lines(pg_dsn: str) -> None:
     ), out.stderr
     assert not any(line.startswith("agentdb|") and "SELECT" in line for line in lines), lines
     assert SECRET not in out.stdout + out.stderr
+
+
+async def echo_of_a_session(engine: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What SQLAlchemy's echo logs for DDL, a batch insert, a commit, a streamed select
+    and a failed statement on ``engine``, with the timings taken out."""
+    caplog.clear()
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DROP TABLE IF EXISTS echo_seen"))
+        await conn.execute(sa.text("CREATE TABLE echo_seen (id serial PRIMARY KEY, v text)"))
+    async with maker() as s:
+        await s.execute(sa.text("INSERT INTO echo_seen (v) VALUES (:v)"), [{"v": "a"}, {"v": "b"}])
+        await s.commit()
+        result = await s.stream(sa.text("SELECT v FROM echo_seen WHERE v > :v"), {"v": ""})
+        assert [v async for v in result.scalars()] == ["a", "b"]
+    async with maker() as s:
+        with pytest.raises(sa.exc.DBAPIError):
+            await s.execute(sa.text("SELECT 1 / 0"))
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DROP TABLE echo_seen"))
+    timing = re.compile(r"\[(generated in|cached since) [^\]]*\]")
+    return [
+        timing.sub("[timing]", r.getMessage())
+        for r in caplog.records
+        if r.name == logs.ECHO_LOGGER
+    ]
+
+
+async def test_debug_echo_shows_what_the_seeds_engine_shows(
+    configure: Callable[..., None], pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Statement for statement, the DEBUG echo on agentdb is the echo of the seed's engine
+    (``postgresql+asyncpg``, ``echo=True``): agentdb's pipelined BEGIN, its adapter and
+    its pool run nothing that SQLAlchemy shows differently or not at all."""
+    caplog.set_level(logging.INFO, logger=logs.ECHO_LOGGER)
+    seed_engine = create_async_engine(
+        pg_dsn.replace("postgresql://", "postgresql+asyncpg://", 1), echo=True, pool_pre_ping=True
+    )
+    try:
+        theirs = await echo_of_a_session(seed_engine, caplog)
+    finally:
+        await seed_engine.dispose()
+    configure(debug=True)
+    ours = await echo_of_a_session(agentdb.engine, caplog)
+    assert "BEGIN (implicit)" in ours and "COMMIT" in ours and "ROLLBACK" in ours
+    assert any(m.startswith("INSERT INTO echo_seen") for m in ours), ours
+    assert ours == theirs, (ours, theirs)
 
 
 async def test_engine_echo_reports_debug(configure: Callable[..., None]) -> None:
