@@ -14,10 +14,7 @@ import ast
 import importlib
 import inspect
 import os
-import subprocess
 import sys
-import tempfile
-import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,11 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 import agentdb
 from agentdb import settings
 from agentdb.settings import agentdb_url
-from agentdb.testing.cluster import dsn_with_dbname, free_port
+from agentdb.testing.cluster import dsn_with_dbname
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # the fixture service is the package "seed_service"
+
+from uvicorn_process import uvicorn_process  # noqa: E402
 
 SEED_DIR = TESTS / "seed_service"
 APP_FILE = SEED_DIR / "app.py"
@@ -260,35 +259,13 @@ async def test_async_session_maker_is_a_sessionmaker_whose_configure_lasts(
 def test_seed_app_under_uvicorn_with_debug_shows_its_sql(
     pg_dsn: str, seed_dbname: str
 ) -> None:
-    port = free_port()
     url = with_password(dsn_with_dbname(pg_dsn, seed_dbname))
     env = dict(os.environ, DATABASE_URL=url.replace("postgresql://", "postgresql+asyncpg://"))
     env["DEBUG"] = "true"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(TESTS), "seed_service.app:app",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tempfile.gettempdir(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                r = httpx.get(base + "/agents", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert r.status_code == 200, r.text
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode in (0, -15), out
+    with uvicorn_process(TESTS, "seed_service.app:app", env, ready_path="/agents") as served:
+        assert served.first is not None and served.first.status_code == 200, served.first
+    out = served.output
+    assert served.returncode in (0, -15), out
     assert "Traceback" not in out, out
     # SQLAlchemy's echo, in its format, from its logger: the request's statements
     assert "INFO sqlalchemy.engine.Engine BEGIN (implicit)" in out, out
