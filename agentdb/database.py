@@ -106,9 +106,10 @@ class CurrentEngine(AsyncEngine):
     (``engine.begin()``, ``engine.connect()``, ``engine.sync_engine``, ``engine.url``,
     ``engine.echo``, ``engine.dispose()``, ``AsyncSession(engine)``) goes to the engine
     current at that moment. ``isinstance(engine, AsyncEngine)`` holds; ``engine is
-    get_engine()`` does not (``get_engine()`` is the engine itself). Event listeners
-    belong to one engine: register them on ``engine.sync_engine`` after the last
-    ``configure()``, or on the ``Engine`` class.
+    get_engine()`` does not (``get_engine()`` is the engine itself), and
+    ``engine.execution_options(...)`` is an ``AsyncEngine`` on the engine of that moment.
+    Event listeners belong to one engine: register them on ``engine.sync_engine`` after
+    the last ``configure()``, or on the ``Engine`` class.
     """
 
     __slots__ = ()
