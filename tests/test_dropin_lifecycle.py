@@ -105,8 +105,14 @@ async def test_close_db_connection_closes_a_draining_engine(
     pid = await held.scalar(sa.text("SELECT pg_backend_pid()"))
     settings.configure(database_url=dropin)
     agentdb.get_engine()  # the old engine drains, waiting for `held`
+    # shutdown while `held` is still out: the draining engine is closed too, its
+    # checked-out connection as it comes back
+    closing = asyncio.create_task(agentdb.close_db_connection())
+    await asyncio.sleep(0.1)
+    assert not closing.done()  # it waits for the draining engine's connection
+    assert backend_alive(admin_sql, pg_admin_dsn, pid)
     await held.close()
-    await agentdb.close_db_connection()  # shutdown: the draining engine is closed too
+    await asyncio.wait_for(closing, 30)
     for _ in range(100):
         if not backend_alive(admin_sql, pg_admin_dsn, pid):
             break
