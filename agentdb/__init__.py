@@ -54,12 +54,15 @@ __all__ = [
     "connect",
     "create_pool",
     "libpq_version",
-    # the FastAPI drop-in functions (agentdb.database; SQLAlchemy is imported on first use)
+    # the FastAPI drop-in (agentdb.database; SQLAlchemy is imported on first use): its
+    # functions, and the names a service's database.py exports (engine: an AsyncEngine
+    # standing for the current engine; async_session_maker: an async_sessionmaker)
     "async_session_maker",
     "check_database_connection",
     "close_db_connection",
     "configure",
     "create_db_and_tables",
+    "engine",
     "get_engine",
     "get_pool",
     "get_session",
@@ -73,6 +76,7 @@ if TYPE_CHECKING:  # typed for mypy and documented by mkdocstrings; imported laz
         check_database_connection,
         close_db_connection,
         create_db_and_tables,
+        engine,
         get_engine,
         get_pool,
         get_session,
@@ -85,6 +89,7 @@ _DATABASE_NAMES = frozenset(
         "check_database_connection",
         "close_db_connection",
         "create_db_and_tables",
+        "engine",
         "get_engine",
         "get_pool",
         "get_session",

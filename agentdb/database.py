@@ -1,9 +1,11 @@
 """Drop-in layer: the four FastAPI functions, on SQLAlchemy async and ``postgresql+agentdb``.
 
 Replace a service's ``database.py`` (an asyncpg engine, ``async_session_maker``,
-``get_session``...) by ``from agentdb import ...``; the handlers stay as they are.
-Nothing connects at import: the engine and its pool are made on first use, and made again
-after ``close_db_connection()``.
+``get_session``...) by ``from agentdb import ...``; the handlers stay as they are, and the
+module's usual names are here: ``engine`` (an ``AsyncEngine`` standing for the current
+engine) and ``async_session_maker`` (an ``async_sessionmaker``). Nothing connects at
+import: the engine and its pool are made on first use, and made again after
+``close_db_connection()`` or ``configure()``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import importlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 
@@ -28,6 +30,7 @@ from .sqlalchemy.pool import AgentdbPool
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
+    from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .pool import Pool
@@ -50,8 +53,13 @@ except ImportError:  # pragma: no cover - sqlmodel is optional
 
 _engine: AsyncEngine | None = None
 _engine_generation = -1
-_maker: async_sessionmaker[Any] | None = None
 _background: set[asyncio.Task[Any]] = set()
+# Engines replaced by configure(), each with the task that disposes of it once its
+# checked-out connections are all back (close_db_connection() takes them over).
+_retiring: dict[AsyncEngine, asyncio.Task[None]] = {}
+# How often a retiring engine's pool is looked at besides its checkins (connections taken
+# with the native API, ``get_pool().acquire()``, come back without a SQLAlchemy checkin).
+_DRAIN_POLL = 1.0
 
 # Serializes create_all between workers starting at once (pg_advisory_xact_lock key).
 _CREATE_LOCK_KEY = 0x61676E74  # "agnt"
@@ -59,63 +67,133 @@ _CREATE_LOCK_KEY = 0x61676E74  # "agnt"
 
 def get_engine() -> AsyncEngine:
     """The ``AsyncEngine`` on ``postgresql+agentdb`` built from the settings (made on first
-    use; a ``configure()`` call or ``close_db_connection()`` makes the next call build anew)."""
-    global _engine, _engine_generation, _maker
+    use; a ``configure()`` call or ``close_db_connection()`` makes the next call build anew).
+
+    With ``DEBUG=true`` it is built with ``echo=True``: SQLAlchemy prints each statement,
+    as the seed's engine did. An engine replaced after ``configure()`` is drained: its
+    checked-out connections finish their work, and it is disposed of when the last one
+    comes back.
+    """
+    global _engine, _engine_generation
     gen = _settings.generation()
     if _engine is not None and _engine_generation == gen:
         return _engine
-    if _engine is not None:  # stale after configure(): drop it, its pool closes now
-        _terminate_engine(_engine)
     s = _settings.get_settings()
+    if s.debug:
+        _logs.mask_passwords_in_echo()  # before the first statement is echoed
     engine = create_async_engine(
         s.sqlalchemy_url,
+        echo=s.debug,
+        hide_parameters=not s.log_parameters,
         pool_size=s.pool_size,
         max_overflow=s.max_overflow,
         pool_timeout=s.pool_timeout,
         pool_recycle=s.pool_recycle,
         pool_pre_ping=s.pre_ping,
-        hide_parameters=not (s.debug and s.log_parameters),
     )
-    _logs.install_statement_logging(engine, s)  # DEBUG echo, slow-query warnings
-    _engine, _engine_generation = engine, gen
-    _maker = async_sessionmaker(engine, class_=_SessionClass, expire_on_commit=False)
+    _logs.install_slow_query_warnings(engine, s)
+    old, _engine, _engine_generation = _engine, engine, gen
+    if old is not None:
+        _retire(old)
     return engine
 
 
-def _terminate_engine(engine: AsyncEngine) -> None:
-    pool = engine.sync_engine.pool
-    if isinstance(pool, AgentdbPool) and pool._native is not None:
-        try:
-            pool._native.terminate()
-        except Exception:
-            pass
-        pool._native = None
+class CurrentEngine(AsyncEngine):
+    """``agentdb.engine``: an ``AsyncEngine`` that always stands for the drop-in's current
+    engine (``get_engine()``), also after ``configure()`` or ``close_db_connection()``.
 
+    A module that did ``from agentdb import engine`` keeps one object; every use of it
+    (``engine.begin()``, ``engine.connect()``, ``engine.sync_engine``, ``engine.url``,
+    ``engine.echo``, ``engine.dispose()``, ``AsyncSession(engine)``) goes to the engine
+    current at that moment. ``isinstance(engine, AsyncEngine)`` holds; ``engine is
+    get_engine()`` does not (``get_engine()`` is the engine itself), and
+    ``engine.execution_options(...)`` is an ``AsyncEngine`` on the engine of that moment.
+    Event listeners belong to one engine: register them on ``engine.sync_engine`` after
+    the last ``configure()``, or on the ``Engine`` class.
+    """
 
-def _session_maker() -> async_sessionmaker[Any]:
-    get_engine()
-    assert _maker is not None
-    return _maker
+    __slots__ = ()
 
+    def __init__(self) -> None:  # no engine of its own: nothing is built at import
+        pass
 
-class _LazySessionMaker:
-    """``async_session_maker()``: an ``AsyncSession`` (``expire_on_commit=False``) on the
-    current engine; the engine is made on first use."""
+    @property  # type: ignore[override]
+    def sync_engine(self) -> Engine:
+        return get_engine().sync_engine
 
-    def __call__(self, **kw: Any) -> AsyncSession:
-        return _session_maker()(**kw)  # type: ignore[no-any-return]
+    @sync_engine.setter
+    def sync_engine(self, value: Engine) -> None:
+        raise AttributeError(
+            "agentdb.engine always stands for the current engine: use agentdb.configure()"
+        )
 
-    def begin(self) -> Any:
-        return _session_maker().begin()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_session_maker(), name)
+    @property
+    def _proxied(self) -> Engine:
+        return get_engine().sync_engine
 
     def __repr__(self) -> str:
-        return "<agentdb async_session_maker>"
+        return f"<agentdb.engine: the current {self.sync_engine!r}>"
 
 
-async_session_maker = _LazySessionMaker()
+engine = CurrentEngine()
+
+#: ``async_session_maker()``: an ``AsyncSession`` (SQLModel's when installed,
+#: ``expire_on_commit=False``) on the engine current when it is made. A real
+#: ``async_sessionmaker`` bound to ``engine``, so ``.configure(...)`` on it lasts.
+async_session_maker: async_sessionmaker[Any] = async_sessionmaker(
+    engine, class_=_SessionClass, expire_on_commit=False
+)
+
+
+def _retire(old: AsyncEngine) -> None:
+    """Dispose of an engine ``configure()`` replaced: once its checked-out connections are
+    back when a loop runs (they belong to it), at once otherwise."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _dispose_now(old)
+        return
+    _retiring[old] = loop.create_task(_drain(old))
+
+
+def _dispose_now(old: AsyncEngine) -> None:
+    """Close an engine's connections at once, without awaiting (no loop to await in)."""
+    try:
+        old.sync_engine.dispose()
+    except Exception as e:  # closing what is left; nothing for a caller to handle
+        logger.warning("agentdb: closing a replaced engine failed: %r", e)
+
+
+async def _drain(old: AsyncEngine) -> None:
+    pool = old.sync_engine.pool
+    loop = asyncio.get_running_loop()
+    idle = asyncio.Event()
+
+    def check() -> None:
+        if pool.checkedout() <= 0:  # type: ignore[attr-defined]
+            idle.set()
+
+    def on_checkin(*_args: Any) -> None:
+        loop.call_soon(check)  # after the pool has taken the connection back
+
+    event.listen(pool, "checkin", on_checkin)
+    try:
+        check()
+        while not idle.is_set():
+            try:
+                await asyncio.wait_for(idle.wait(), _DRAIN_POLL)
+            except TimeoutError:
+                check()
+    except asyncio.CancelledError:
+        # The loop is ending (or close_db_connection() took the engine over, having
+        # removed it from _retiring): close what is left unless someone else will.
+        if _retiring.pop(old, None) is not None:
+            _dispose_now(old)
+        raise
+    finally:
+        event.remove(pool, "checkin", on_checkin)
+    _retiring.pop(old, None)
+    await old.dispose()
 
 
 async def get_pool() -> Pool:
@@ -175,6 +253,21 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         await _finish_in_background(_end_session(session, failed))
 
 
+def _missing_database(error: BaseException, dbname: str) -> bool:
+    """Whether a failed connection was refused with SQLSTATE 3D000 (invalid_catalog_name)
+    for ``dbname``.
+
+    libpq keeps a connection failure's SQLSTATE to itself (agentdb's connect errors carry
+    none), so the server's message for 3D000 is what tells it: ``database "name" does not
+    exist`` naming exactly this database. Any other refusal (a missing role is 28000,
+    ``role "x" does not exist``; a wrong password; no permission) is not it.
+    """
+    code = getattr(error, "sqlstate", None)
+    if code is not None:
+        return bool(code == "3D000")
+    return f'database "{dbname}" does not exist' in str(error)
+
+
 async def _create_database_if_missing(engine: AsyncEngine) -> None:
     url = engine.url
     dbname = url.database
@@ -184,11 +277,12 @@ async def _create_database_if_missing(engine: AsyncEngine) -> None:
     try:
         conn = await agentdb_connect(dict(cparams))
     except _errors.Error as e:
-        if getattr(e, "sqlstate", None) != "3D000" and "does not exist" not in str(e):
+        if not _missing_database(e, dbname):
             raise
     else:
         await conn.close()
         return
+    # Created through the maintenance database, which confirms it is missing indeed.
     admin = dict(cparams, database="postgres")
     conn = await agentdb_connect(admin)
     try:
@@ -238,6 +332,10 @@ async def create_db_and_tables(metadata: MetaData | None = None) -> None:
     maintenance database ``postgres``), then every table of ``metadata`` (default:
     ``SQLModel.metadata``). Idempotent, and safe when several workers start at once
     (``CREATE DATABASE`` races are tolerated; ``create_all`` runs under an advisory lock).
+
+    Only a missing database is created (the server refused the connection with SQLSTATE
+    3D000, ``database "name" does not exist``); any other refusal is raised as it is: a
+    role that does not exist (28000), a wrong password, a database closed to connections.
     """
     if metadata is None:
         from sqlmodel import SQLModel
@@ -274,12 +372,17 @@ async def check_database_connection(timeout: float = 5.0) -> bool:
 
 async def close_db_connection() -> None:
     """Close the engine and its native pool (checked-out connections close as they come
-    back, bounded). Safe to call twice; any later call of the other functions reopens."""
-    global _engine, _maker
-    engine, _engine, _maker = _engine, None, None
-    if engine is None:
-        return
-    try:
-        await engine.dispose()
-    except Exception:
-        _terminate_engine(engine)
+    back, bounded), and the engines ``configure()`` replaced that are still draining.
+    Safe to call twice; any later call of the other functions reopens."""
+    global _engine
+    current, _engine = _engine, None
+    engines = [e for e in (current,) if e is not None]
+    for old, task in list(_retiring.items()):
+        del _retiring[old]  # ours to close now, not the drain task's
+        task.cancel()
+        engines.append(old)
+    for e in engines:
+        try:
+            await e.dispose()
+        except Exception:
+            _dispose_now(e)

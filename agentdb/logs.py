@@ -4,8 +4,11 @@
 INFO      connection events: a connection opened (``user@host:port/db``, backend pid, TLS),
           a connection attempt that failed, a pool created and closed (with its counters)
 WARNING   a statement slower than ``AGENTDB_SLOW_QUERY_MS`` (SQLAlchemy/drop-in path)
-DEBUG     every statement with its parameters and duration, when ``DEBUG=true``
 ========  =================================================================================
+
+Statements themselves are not logged here: ``DEBUG=true`` turns on SQLAlchemy's own echo
+for the drop-in's engine (``sqlalchemy.engine.Engine`` logger, SQLAlchemy's format and
+handler), and ``mask_passwords_in_echo`` keeps ``PASSWORD '...'`` literals out of it.
 
 Parameters are replaced by ``[parameters hidden]`` when ``AGENTDB_LOG_PARAMETERS=false``.
 Passwords are never logged: URLs are not logged at all (only user, host, port and
@@ -53,12 +56,31 @@ def describe_target(options: dict[str, str]) -> str:
     return f"{user}@{host}:{port}/{options.get('dbname') or user}"
 
 
-class StatementLogSettings(Protocol):
-    """What ``install_statement_logging`` reads: ``agentdb.settings.Settings`` has it (a
-    protocol, so that this driver-layer module imports nothing of the drop-in's)."""
+class _MaskPasswords(logging.Filter):
+    """Masks ``PASSWORD '...'`` literals in the statements a logger's records carry."""
 
-    @property
-    def debug(self) -> bool: ...
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        if isinstance(msg, str) and "assword" in msg.lower():
+            record.msg = redact_sql(msg)
+        return True
+
+
+#: The logger SQLAlchemy's echo writes to for an engine without a ``logging_name``.
+ECHO_LOGGER = "sqlalchemy.engine.Engine"
+
+
+def mask_passwords_in_echo(name: str = ECHO_LOGGER) -> None:
+    """Mask ``PASSWORD '...'`` literals in the statements SQLAlchemy's echo logs (a filter
+    on that logger, added once; records are masked before any handler sees them)."""
+    log = logging.getLogger(name)
+    if not any(isinstance(f, _MaskPasswords) for f in log.filters):
+        log.addFilter(_MaskPasswords())
+
+
+class StatementLogSettings(Protocol):
+    """What ``install_slow_query_warnings`` reads: ``agentdb.settings.Settings`` has it (a
+    protocol, so that this driver-layer module imports nothing of the drop-in's)."""
 
     @property
     def slow_query_ms(self) -> float: ...
@@ -67,19 +89,12 @@ class StatementLogSettings(Protocol):
     def log_parameters(self) -> bool: ...
 
 
-def install_statement_logging(engine: AsyncEngine, settings: StatementLogSettings) -> bool:
-    """Time every statement of ``engine`` when ``settings.debug`` (DEBUG echo) or
-    ``settings.slow_query_ms`` (slow-query warnings) ask for it; return whether it did.
-
-    With ``DEBUG=true`` and no level set on the ``agentdb`` logger, its level becomes
-    DEBUG so the echo reaches the application's handlers.
-    """
-    debug = settings.debug
-    threshold = settings.slow_query_ms / 1000.0 if settings.slow_query_ms > 0 else 0.0
-    if not debug and not threshold:
+def install_slow_query_warnings(engine: AsyncEngine, settings: StatementLogSettings) -> bool:
+    """Time every statement of ``engine`` when ``settings.slow_query_ms`` asks for
+    slow-query warnings; return whether it did."""
+    if settings.slow_query_ms <= 0:
         return False
-    if debug and logger.level == logging.NOTSET:
-        logger.setLevel(logging.DEBUG)
+    threshold = settings.slow_query_ms / 1000.0
     show = settings.log_parameters
     limit_ms = settings.slow_query_ms
 
@@ -100,20 +115,13 @@ def install_statement_logging(engine: AsyncEngine, settings: StatementLogSetting
         stack = conn.info.get(_T0)
         t0 = stack.pop() if stack else time.perf_counter()
         elapsed = time.perf_counter() - t0
-        if threshold and elapsed >= threshold:
+        if elapsed >= threshold:
             logger.warning(
                 "slow query (%.1f ms, over %g ms): %s %s",
                 elapsed * 1000.0,
                 limit_ms,
                 redact_sql(statement),
                 format_params(params, show),
-            )
-        elif debug and logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s (%.2f ms)",
-                redact_sql(statement),
-                format_params(params, show),
-                elapsed * 1000.0,
             )
 
     @event.listens_for(sync_engine, "handle_error")

@@ -4,8 +4,9 @@
 ``DATABASE_URL``           default ``postgresql+asyncpg://postgres:postgres@localhost:5432/agentplatform``;
                            ``postgres://``, ``postgresql://``, ``+asyncpg``, ``+psycopg`` and
                            ``+agentdb`` URLs all run on agentdb
-``DEBUG``                  ``true`` echoes each statement, its parameters and duration to the
-                           ``agentdb`` logger
+``DEBUG``                  ``true``: the engine is built with ``echo=True``: SQLAlchemy
+                           prints each statement and its parameters (its own handler, on
+                           stdout, when the application configured none)
 ``AGENTDB_POOL_SIZE``      20
 ``AGENTDB_MAX_OVERFLOW``   10
 ``AGENTDB_POOL_TIMEOUT``   30 (seconds)
@@ -14,7 +15,8 @@
 ``AGENTDB_SLOW_QUERY_MS``  0 (off): statements slower than this many milliseconds are
                            logged at WARNING on the ``agentdb`` logger
 ``AGENTDB_LOG_PARAMETERS`` true; ``false`` keeps statement parameters out of the logs
-                           (the DEBUG echo, slow-query warnings and SQLAlchemy's errors)
+                           (the DEBUG echo, slow-query warnings and SQLAlchemy's errors:
+                           SQLAlchemy's ``hide_parameters=True``)
 =========================  ==========================================================
 
 The environment is read once, on first use; ``configure(**overrides)`` changes settings
@@ -110,8 +112,9 @@ def configure(**overrides: Any) -> Settings:
     ``pool_timeout``, ``pool_recycle``, ``pre_ping``, ``slow_query_ms``,
     ``log_parameters``); the next engine uses them.
 
-    Call it before the first request, or after ``close_db_connection()``; an engine already
-    built is replaced (its pool closed) at its next use.
+    An engine already built is replaced at its next use: sessions made from then on use
+    the new engine, and the old one is drained (its checked-out connections finish their
+    work, a transaction in progress included) and disposed of when the last comes back.
     """
     global _current, _generation
     names = {f.name for f in dataclasses.fields(Settings)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import subprocess
@@ -31,6 +30,7 @@ if str(EXAMPLES) not in sys.path:
 from service.app import app as on_event_app  # noqa: E402
 from service.app_lifespan import app as lifespan_app  # noqa: E402
 from service.models import Agent  # noqa: E402
+from uvicorn_process import uvicorn_process  # noqa: E402
 
 DBNAME = "agentdb_dropin_test"
 AdminSQL = Callable[..., list[tuple[str, ...]]]
@@ -297,54 +297,15 @@ async def test_client_disconnect_over_uvicorn(service: str) -> None:
 
 
 def test_service_in_a_uvicorn_process(service_url: str) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = dict(os.environ, DATABASE_URL=service_url.replace("+agentdb", "+asyncpg"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "service.app:app",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tempfile.gettempdir(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                r = httpx.get(base + "/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert r.json() == {"database": "healthy"}
-        r = httpx.post(base + "/agents", json={"name": "from-http"})
+    with uvicorn_process(EXAMPLES, "service.app:app", env) as served:
+        assert served.first is not None and served.first.json() == {"database": "healthy"}
+        r = httpx.post(served.base + "/agents", json={"name": "from-http"})
         assert r.status_code == 201, r.text
-        names = {a["name"] for a in httpx.get(base + "/agents").json()}
+        names = {a["name"] for a in httpx.get(served.base + "/agents").json()}
         assert "from-http" in names
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=15)
+    out = served.output
     # uvicorn re-raises SIGTERM after a graceful shutdown
-    assert proc.returncode in (0, -15), out
+    assert served.returncode in (0, -15), out
     assert "Application shutdown complete" in out, out
     assert "Traceback" not in out, out
-
-
-async def test_debug_echo_logs_statements_without_password(
-    service_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="agentdb")  # the echo is at DEBUG
-    settings.configure(database_url=service_url, debug=True)
-    try:
-        async with agentdb.async_session_maker() as s:
-            assert await s.scalar(sa.text("SELECT CAST(:x AS int)"), {"x": 41}) == 41
-    finally:
-        await agentdb.close_db_connection()
-        settings.reset()
-    lines = [r.getMessage() for r in caplog.records if r.name == "agentdb"]
-    assert any("SELECT CAST" in m and "41" in m and " ms)" in m for m in lines), lines
