@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -20,8 +20,11 @@ class Pool(_core.Pool):
     """A pool of connections (the C core).
 
     ``acquire()`` checks a connection out exclusively; ``fetch``/``fetchrow``/``fetchval``/
-    ``execute`` run one statement on a pooled connection without an exclusive checkout.
+    ``execute`` run one statement on a pooled connection without an exclusive checkout
+    (with ``setup=``, they acquire: see ``create_pool``).
     """
+
+    _min_size = 0
 
     async def executemany(
         self, query: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
@@ -29,6 +32,44 @@ class Pool(_core.Pool):
         """``Connection.executemany`` on a checked-out connection."""
         async with self.acquire() as conn:
             await conn.executemany(query, args, timeout=timeout)
+
+    async def fetchmany(
+        self,
+        query: str,
+        args: Iterable[Sequence[Any]],
+        *,
+        timeout: float | None = None,
+        record_class: type[Any] | None = None,
+    ) -> list[_core.Record]:
+        """``Connection.fetchmany`` on a checked-out connection."""
+        async with self.acquire() as conn:
+            rows: list[_core.Record] = await conn.fetchmany(
+                query, args, timeout=timeout, record_class=record_class
+            )
+            return rows
+
+    async def expire_connections(self) -> None:
+        """Replace every connection open now: idle ones when next taken, the others when
+        they come back (asyncpg's ``expire_connections``, after a credentials or server
+        change)."""
+        self._expire()
+
+    def get_size(self) -> int:
+        """Connections open now (in use, idle, shared or being reset)."""
+        size: int = self.stats()["size"]
+        return size
+
+    def get_idle_size(self) -> int:
+        idle: int = self.stats()["idle"]
+        return idle
+
+    def get_min_size(self) -> int:
+        return self._min_size
+
+    def get_max_size(self) -> int:
+        """``pool_size + max_overflow``."""
+        size: int = self.stats()["max_size"]
+        return size
 
     async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Close gracefully: waiters fail now with InterfaceError, idle connections close
@@ -65,6 +106,94 @@ class Pool(_core.Pool):
 
 
 ResetFunction = Callable[[Connection], Awaitable[Any]]
+ConnectionCallback = Callable[[Connection], Awaitable[Any]]
+
+
+class SetupAcquire:
+    """``pool.acquire()`` when the pool has a ``setup=`` coroutine: the connection is
+    handed out once ``setup(conn)`` has run on it (released again if it raises)."""
+
+    __slots__ = ("_pool", "_ctx", "_setup", "_conn")
+
+    def __init__(self, pool: Pool, ctx: _core.AcquireContext, setup: ConnectionCallback) -> None:
+        self._pool = pool
+        self._ctx = ctx
+        self._setup = setup
+        self._conn: Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self._acquire().__await__()
+
+    async def _acquire(self) -> Connection:
+        conn: Connection = await self._ctx
+        try:
+            await self._setup(conn)
+        except BaseException:
+            await self._pool.release(conn)
+            raise
+        return conn
+
+    async def __aenter__(self) -> Connection:
+        self._conn = await self._acquire()
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+
+class _SetupPool(Pool):
+    """A pool with ``setup=``: ``acquire()`` runs it, and the shortcuts acquire (so that
+    ``setup`` runs for their statement too, as asyncpg's pool methods do)."""
+
+    _setup: ConnectionCallback
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return SetupAcquire(self, super().acquire(timeout=timeout), self._setup)
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args, timeout=timeout)
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args, timeout=timeout)
+
+    async def fetchval(
+        self, query: str, *args: Any, column: int = 0, timeout: float | None = None
+    ) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args, column=column, timeout=timeout)
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        async with self.acquire() as conn:
+            return await conn.execute(query, *args, timeout=timeout)
+
+
+def _opener(
+    dsn: str | None, init: ConnectionCallback | None, connect_kwargs: dict[str, Any]
+) -> Callable[[], Awaitable[Connection]]:
+    """What the pool opens connections with: ``connect()``, then ``init(conn)``; a
+    connection whose ``init`` raised is closed, and the error is the open's."""
+    if init is None:
+        return functools.partial(connect, dsn, **connect_kwargs)
+
+    async def open_and_init() -> Connection:
+        conn = await connect(dsn, **connect_kwargs)
+        try:
+            await init(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    return open_and_init
 
 
 def _reset_runner(reset: ResetFunction) -> Callable[[Connection], Awaitable[bool]]:
@@ -83,7 +212,35 @@ def _reset_runner(reset: ResetFunction) -> Callable[[Connection], Awaitable[bool
     return run
 
 
-async def create_pool(
+class PoolCreation:
+    """What ``create_pool()`` returns: ``await`` it for the pool, or ``async with
+    create_pool(...) as pool:`` (closed on leaving), as asyncpg's Pool allows both."""
+
+    __slots__ = ("_coro", "_pool")
+
+    def __init__(self, coro: Coroutine[Any, Any, Pool]) -> None:
+        self._coro = coro
+        self._pool: Pool | None = None
+
+    def __await__(self) -> Generator[Any, None, Pool]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Pool:
+        self._pool = await self._coro
+        return self._pool
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+
+def create_pool(
     dsn: str | None = None,
     *,
     pool_size: int = 20,
@@ -95,11 +252,15 @@ async def create_pool(
     ping_after: float = 10.0,
     reset_timeout: float = 5.0,
     reset: str | ResetFunction | None = None,
+    init: ConnectionCallback | None = None,
+    setup: ConnectionCallback | None = None,
     min_size: int = 1,
     pool_class: type[Pool] = Pool,
     **connect_kwargs: Any,
-) -> Pool:
-    """Create a pool and open ``min_size`` connections (so a bad URL fails here).
+) -> PoolCreation:
+    """Create a pool and open ``min_size`` connections (so a bad URL fails here):
+    ``pool = await create_pool(...)``, or ``async with create_pool(...) as pool:`` (closed
+    on leaving).
 
     At most ``pool_size + max_overflow`` connections exist; an overflow connection closes
     when it comes back while ``pool_size`` are idle. ``acquire`` raises ``PoolTimeout``
@@ -111,7 +272,8 @@ async def create_pool(
     ``reset`` says what happens to a session when its connection comes back (from
     ``acquire()``, or from a shortcut that changed the session). Always: an open
     transaction is rolled back, and the connection's Python-side state (transaction
-    stack, listeners, log listeners) is cleared. Then, with ``None`` or ``"session"``
+    stack, listeners, log listeners, query loggers, termination listeners, prepared
+    statements' validity) is cleared. Then, with ``None`` or ``"session"``
     (the default), a session whose user changed it (SET, LISTEN, temporary tables,
     advisory locks, cursors, PREPARE, ...) is reset as ``Connection.reset()`` does;
     both are pipelined ahead of the next user's statements, and a connection that ran
@@ -120,22 +282,67 @@ async def create_pool(
     A coroutine function ``reset(conn)`` runs after the rollback on every release, as
     asyncpg's ``reset=`` does (``await conn.reset()`` inside it keeps the default); if it
     raises, the connection is closed.
+
+    ``init(conn)`` (a coroutine function) runs once on each new connection before the
+    pool uses it; if it raises, the connection is closed and the open fails. What it
+    leaves on the connection's Python side and in its statement cache stays (prepared
+    statements: ``conn.prepare()`` in ``init`` warms the cache); session state it changes
+    (SET, LISTEN) is undone by the first reset, as with asyncpg: use ``server_settings=``
+    for settings. ``setup(conn)`` runs on each ``acquire()`` before the connection is
+    handed out (released again if it raises); with ``setup``, the shortcuts
+    (``pool.fetch``...) acquire a connection too, so that ``setup`` runs for them, as
+    asyncpg's pool methods do, and they lose the shared connections' pipelining.
     """
+    return PoolCreation(
+        _create_pool(
+            dsn,
+            dict(
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                pool_recycle=pool_recycle,
+                max_idle=max_idle,
+                pre_ping=pre_ping,
+                ping_after=ping_after,
+                reset_timeout=reset_timeout,
+                reset=reset if reset is None or isinstance(reset, str) else _reset_runner(reset),
+            ),
+            init,
+            setup,
+            min_size,
+            pool_class,
+            connect_kwargs,
+        )
+    )
+
+
+async def _create_pool(
+    dsn: str | None,
+    pool_args: dict[str, Any],
+    init: ConnectionCallback | None,
+    setup: ConnectionCallback | None,
+    min_size: int,
+    pool_class: type[Pool],
+    connect_kwargs: dict[str, Any],
+) -> Pool:
+    pool_size: int = pool_args["pool_size"]
     if min_size < 0 or min_size > pool_size:
         raise ValueError("min_size must be between 0 and pool_size")
-    opener = functools.partial(connect, dsn, **connect_kwargs)
-    pool = pool_class(
-        opener,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=pool_timeout,
-        pool_recycle=pool_recycle,
-        max_idle=max_idle,
-        pre_ping=pre_ping,
-        ping_after=ping_after,
-        reset_timeout=reset_timeout,
-        reset=reset if reset is None or isinstance(reset, str) else _reset_runner(reset),
-    )
+    if init is not None and not callable(init):
+        raise TypeError("init must be a coroutine function taking the connection")
+    if setup is not None and not callable(setup):
+        raise TypeError("setup must be a coroutine function taking the connection")
+    opener = _opener(dsn, init, connect_kwargs)
+    if setup is not None:
+        pool_class = (
+            _SetupPool
+            if pool_class is Pool
+            else type(pool_class.__name__, (_SetupPool, pool_class), {})
+        )
+    pool = pool_class(opener, **pool_args)
+    pool._min_size = min_size
+    if setup is not None:
+        pool._setup = setup  # type: ignore[attr-defined]
     if min_size:
         results = await asyncio.gather(*(opener() for _ in range(min_size)), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
@@ -151,8 +358,8 @@ async def create_pool(
     _logger.info(
         "pool created: pool_size=%d max_overflow=%d pool_timeout=%s pre_ping=%s",
         pool_size,
-        max_overflow,
-        pool_timeout,
-        pre_ping,
+        pool_args["max_overflow"],
+        pool_args["pool_timeout"],
+        pool_args["pre_ping"],
     )
     return pool
