@@ -1,12 +1,11 @@
-"""Driver layer: server-side cursors: ``conn.cursor(query, *args)``, as asyncpg's
-CursorFactory, CursorIterator and Cursor.
+"""Driver layer: server-side cursors, ``conn.cursor(query, *args)``.
 
-A cursor is a SQL cursor (``DECLARE ... NO SCROLL CURSOR``) read with ``FETCH`` and
-skipped with ``MOVE``; it lives inside its transaction, so it needs one. Its statements
-bypass the statement cache (each names its cursor: cached, they would only evict the
-application's statements): one round trip each, the arguments typed as with
-``statement_cache_size=0``. DECLARE changes the session, so a pooled connection that
-declared one is reset (``CLOSE ALL``) when it goes back.
+As asyncpg's CursorFactory, CursorIterator and Cursor. A cursor is a SQL cursor (``DECLARE
+... NO SCROLL CURSOR``) read with ``FETCH`` and skipped with ``MOVE``; it lives inside its
+transaction, so it needs one. Its statements bypass the statement cache (each names its
+cursor: cached, they would only evict the application's statements): one round trip each,
+the arguments typed as with ``statement_cache_size=0``. DECLARE changes the session, so a
+pooled connection that declared one is reset (``CLOSE ALL``) when it goes back.
 """
 
 from __future__ import annotations
@@ -30,13 +29,18 @@ class _Base:
     __slots__ = ("_conn", "_query", "_args", "_timeout", "_lease", "_name", "_exhausted")
 
     def __init__(
-        self, conn: Connection, query: str, args: tuple[Any, ...], timeout: float | None
+        self,
+        conn: Connection,
+        query: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        lease: int,
     ) -> None:
         self._conn = conn
         self._query = query
         self._args = args
         self._timeout = timeout
-        self._lease = conn._lease
+        self._lease = lease  # the connection's when conn.cursor() was called
         self._name = ""
         self._exhausted = False
 
@@ -89,7 +93,7 @@ class CursorFactory:
     """``conn.cursor(query, *args)``: ``async for record in ...`` (inside a transaction)
     reads the rows ``prefetch`` at a time; ``await ...`` gives a Cursor."""
 
-    __slots__ = ("_conn", "_query", "_args", "_prefetch", "_timeout")
+    __slots__ = ("_conn", "_query", "_args", "_prefetch", "_timeout", "_lease")
 
     def __init__(
         self,
@@ -106,18 +110,23 @@ class CursorFactory:
         self._args = args
         self._prefetch = prefetch
         self._timeout = timeout
+        self._lease = conn._lease
 
     def __aiter__(self) -> CursorIterator:
         prefetch = DEFAULT_PREFETCH if self._prefetch is None else self._prefetch
-        return CursorIterator(self._conn, self._query, self._args, prefetch, self._timeout)
+        return CursorIterator(
+            self._conn, self._query, self._args, self._timeout, self._lease, prefetch
+        )
 
     def __await__(self) -> Generator[Any, None, Cursor]:
         if self._prefetch is not None:
-            raise _core.InterfaceError("prefetch argument can only be specified for iterable cursor")
+            raise _core.InterfaceError(
+                "prefetch argument can only be specified for iterable cursor"
+            )
         return self._open().__await__()
 
     async def _open(self) -> Cursor:
-        cursor = Cursor(self._conn, self._query, self._args, self._timeout)
+        cursor = Cursor(self._conn, self._query, self._args, self._timeout, self._lease)
         await cursor._declare()
         return cursor
 
@@ -132,10 +141,11 @@ class CursorIterator(_Base, AsyncIterator[_core.Record]):
         conn: Connection,
         query: str,
         args: tuple[Any, ...],
-        prefetch: int,
         timeout: float | None,
+        lease: int,
+        prefetch: int,
     ) -> None:
-        super().__init__(conn, query, args, timeout)
+        super().__init__(conn, query, args, timeout, lease)
         self._prefetch = prefetch
         self._buffer: list[_core.Record] = []
         self._pos = 0

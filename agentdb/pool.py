@@ -42,11 +42,10 @@ class Pool(_core.Pool):
         record_class: type[Any] | None = None,
     ) -> list[_core.Record]:
         """``Connection.fetchmany`` on a checked-out connection."""
+        rows: list[_core.Record] = []
         async with self.acquire() as conn:
-            rows: list[_core.Record] = await conn.fetchmany(
-                query, args, timeout=timeout, record_class=record_class
-            )
-            return rows
+            rows = await conn.fetchmany(query, args, timeout=timeout, record_class=record_class)
+        return rows
 
     async def expire_connections(self) -> None:
         """Replace every connection open now: idle ones when next taken, the others when

@@ -1,14 +1,14 @@
-"""Driver layer: ``connect(ssl=...)`` as asyncpg takes it (a bool, an sslmode, an
-``ssl.SSLContext``) turned into libpq's keywords.
+"""Driver layer: ``connect(ssl=...)`` as asyncpg takes it, turned into libpq's keywords.
 
-libpq does its own TLS and cannot take a Python SSLContext, so a context is read for what
-it asks and libpq is told the same, never less: its verification (``verify_mode`` and
-``check_hostname``) becomes the sslmode, its CA certificates (those it holds, read with
-``get_ca_certs``) a root certificate file libpq reads while connecting, its minimum and
-maximum TLS versions libpq's. What cannot be read from a context (client certificates
-loaded with ``load_cert_chain``, CAs in a ``capath`` directory not yet used, ciphers) is
-not guessed: pass ``sslcert=``/``sslkey=``/``sslrootcert=`` keywords, which win. A context
-that verifies but whose CAs cannot be read raises instead of connecting unverified.
+``ssl`` is a bool, an sslmode or an ``ssl.SSLContext``. libpq does its own TLS and cannot
+take a Python SSLContext, so a context is read for what it asks and libpq is told the
+same, never less: its verification (``verify_mode`` and ``check_hostname``) becomes the
+sslmode, its CA certificates (those it holds, read with ``get_ca_certs``) a root
+certificate file libpq reads while connecting, its minimum and maximum TLS versions
+libpq's. What cannot be read from a context (client certificates loaded with
+``load_cert_chain``, CAs in a ``capath`` directory not yet used, ciphers) is not guessed:
+pass ``sslcert=``/``sslkey=``/``sslrootcert=`` keywords, which win. A context that
+verifies but whose CAs cannot be read raises instead of connecting unverified.
 """
 
 from __future__ import annotations
