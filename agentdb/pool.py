@@ -176,10 +176,16 @@ class _SetupPool(Pool):
 
 
 def _opener(
-    dsn: str | None, init: ConnectionCallback | None, connect_kwargs: dict[str, Any]
+    dsn: str | None,
+    init: ConnectionCallback | None,
+    reset_session: bool,
+    connect_kwargs: dict[str, Any],
 ) -> Callable[[], Awaitable[Connection]]:
     """What the pool opens connections with: ``connect()``, then ``init(conn)``; a
-    connection whose ``init`` raised is closed, and the error is the open's."""
+    connection whose ``init`` raised is closed, and the error is the open's. With
+    ``reset_session`` (the pool resets its borrowers' sessions), the session is reset
+    after ``init`` as after any user, so that every borrower, the first included, gets
+    the same connect-time session."""
     if init is None:
         return functools.partial(connect, dsn, **connect_kwargs)
 
@@ -187,6 +193,8 @@ def _opener(
         conn = await connect(dsn, **connect_kwargs)
         try:
             await init(conn)
+            if reset_session:
+                await conn.reset()
         except BaseException:
             conn.terminate()
             raise
@@ -284,11 +292,16 @@ def create_pool(
 
     ``init(conn)`` (a coroutine function) runs once on each new connection before the
     pool uses it; if it raises, the connection is closed and the open fails. What it
-    leaves on the connection's Python side and in its statement cache stays (prepared
-    statements: ``conn.prepare()`` in ``init`` warms the cache); session state it changes
-    (SET, LISTEN) is undone by the first reset, as with asyncpg: use ``server_settings=``
-    for settings. ``setup(conn)`` runs on each ``acquire()`` before the connection is
-    handed out (released again if it raises); with ``setup``, the shortcuts
+    leaves in the connection's statement cache stays (``conn.prepare()`` in ``init`` warms
+    it). Session state it changes (SET, temporary tables) follows the reset rule, as a
+    borrower's does: with the default rule the session is reset right after ``init``, so
+    that no borrower sees it (with asyncpg the first borrower would, and the first
+    release undo it): put settings in ``server_settings=``, the connect-time state every
+    reset returns to; with ``reset="transaction"`` (or a reset coroutine that keeps it)
+    it stays for the connection's life.
+
+    ``setup(conn)`` runs on each ``acquire()`` before the connection is handed out
+    (released again if it raises); with ``setup``, the shortcuts
     (``pool.fetch``...) acquire a connection too, so that ``setup`` runs for them, as
     asyncpg's pool methods do, and they lose the shared connections' pipelining.
     """
@@ -331,7 +344,7 @@ async def _create_pool(
         raise TypeError("init must be a coroutine function taking the connection")
     if setup is not None and not callable(setup):
         raise TypeError("setup must be a coroutine function taking the connection")
-    opener = _opener(dsn, init, connect_kwargs)
+    opener = _opener(dsn, init, pool_args["reset"] in (None, "session"), connect_kwargs)
     if setup is not None:
         pool_class = (
             _SetupPool
