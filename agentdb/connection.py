@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from . import _aio, _core
@@ -38,6 +39,20 @@ _LOGGED_METHODS = (
     "_query_uncached",
 )
 _ARGS_AS_ONE = frozenset({"executemany", "_fetchmany", "_query", "_query_uncached"})
+
+
+# asyncpg's connect() arguments agentdb does not take, and why (a clear error, rather
+# than libpq's "invalid connection option").
+_NOT_TAKEN = {
+    "loop": "agentdb uses the running event loop",
+    "record_class": "rows are agentdb.Record, a final type",
+    "max_cached_statement_lifetime": (
+        "cached statements stay until evicted (LRU, statement_cache_size) or found stale "
+        "(prepared again at once)"
+    ),
+    "max_cacheable_statement_size": "every statement text is cacheable",
+    "direct_tls": "libpq 17+ takes sslnegotiation='direct' instead",
+}
 
 
 class LoggedQuery(NamedTuple):
@@ -143,6 +158,12 @@ class Connection(_core.Connection):
         rows: list[_core.Record] = await self._fetchmany(query, args, timeout=timeout)
         return rows
 
+    def reload_schema_state(self) -> None:
+        """Forget what this connection knows of the schema (its prepared statements and
+        the type descriptions ``prepare()`` looked up), after DDL: asyncpg's name."""
+        self.clear_statement_cache()
+        self._types.clear()
+
     # -- query loggers ------------------------------------------------------------
     #
     # While a logger is registered, the statement methods are wrapped per instance (an
@@ -167,6 +188,15 @@ class Connection(_core.Connection):
         if not loggers:
             for method in _LOGGED_METHODS:
                 self.__dict__.pop(method, None)
+
+    @contextlib.contextmanager
+    def query_logger(self, callback: Callable[[LoggedQuery], Any]) -> Iterator[None]:
+        """``with conn.query_logger(cb):``: ``add_query_logger(cb)`` for the block."""
+        self.add_query_logger(callback)
+        try:
+            yield
+        finally:
+            self.remove_query_logger(callback)
 
     def _own_loggers(self) -> list[Callable[[LoggedQuery], Any]]:
         if self._loggers_lease != self._lease:  # released since: the last borrower's
@@ -405,6 +435,12 @@ async def connect(
     encoding); a ``client_encoding``, ``server_settings`` entry or ``options`` switch asking
     for another encoding raises InterfaceError.
     """
+    for name, why in _NOT_TAKEN.items():
+        if params.get(name) is not None and not (
+            name == "record_class" and params[name] is _core.Record
+        ):
+            raise TypeError(f"connect() does not take asyncpg's {name}=: {why}")
+        params.pop(name, None)
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be a positive number or None")
     if statement_cache_size < 0:

@@ -14,6 +14,8 @@ from .connection import Connection, connect
 from .logs import logger as _logger
 
 DEFAULT_CLOSE_TIMEOUT = 30.0
+DEFAULT_POOL_SIZE = 20
+DEFAULT_MAX_OVERFLOW = 10
 
 
 class Pool(_core.Pool):
@@ -250,8 +252,8 @@ class PoolCreation:
 def create_pool(
     dsn: str | None = None,
     *,
-    pool_size: int = 20,
-    max_overflow: int = 10,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
     pool_timeout: float = 30.0,
     pool_recycle: float = 3600.0,
     max_idle: float = 300.0,
@@ -263,6 +265,8 @@ def create_pool(
     setup: ConnectionCallback | None = None,
     min_size: int = 1,
     pool_class: type[Pool] = Pool,
+    max_size: int | None = None,
+    max_inactive_connection_lifetime: float | None = None,
     **connect_kwargs: Any,
 ) -> PoolCreation:
     """Create a pool and open ``min_size`` connections (so a bad URL fails here):
@@ -304,13 +308,29 @@ def create_pool(
     (released again if it raises); with ``setup``, the shortcuts
     (``pool.fetch``...) acquire a connection too, so that ``setup`` runs for them, as
     asyncpg's pool methods do, and they lose the shared connections' pipelining.
+
+    asyncpg's ``max_size=N`` is ``pool_size=N, max_overflow=0`` (the default without it:
+    ``pool_size=20, max_overflow=10``); its ``max_inactive_connection_lifetime`` is
+    ``max_idle``; its ``max_queries`` and ``connect`` are not taken (TypeError).
     """
+    if max_size is not None:
+        if pool_size is not None or max_overflow is not None:
+            raise TypeError("pass max_size (asyncpg's) or pool_size/max_overflow, not both")
+        pool_size, max_overflow = max_size, 0
+    if max_inactive_connection_lifetime is not None:
+        max_idle = max_inactive_connection_lifetime
+    for name, why in (
+        ("max_queries", "connections are replaced by age (pool_recycle) and idleness (max_idle)"),
+        ("connect", "pass init= (run after each connect) or a connection_class"),
+    ):
+        if connect_kwargs.pop(name, None) is not None:
+            raise TypeError(f"create_pool() does not take asyncpg's {name}=: {why}")
     return PoolCreation(
         _create_pool(
             dsn,
             dict(
-                pool_size=pool_size,
-                max_overflow=max_overflow,
+                pool_size=DEFAULT_POOL_SIZE if pool_size is None else pool_size,
+                max_overflow=DEFAULT_MAX_OVERFLOW if max_overflow is None else max_overflow,
                 pool_timeout=pool_timeout,
                 pool_recycle=pool_recycle,
                 max_idle=max_idle,

@@ -367,3 +367,42 @@ async def test_ssl_context_against_a_tls_server(tls_cluster: tuple[Any, str]) ->
         assert conn.ssl_in_use()
     finally:
         await conn.close()
+
+
+async def test_query_logger_context_manager(conn: agentdb.Connection) -> None:
+    got: list[str] = []
+    with conn.query_logger(lambda q: got.append(q.query)):
+        await conn.fetchval("SELECT 'inside'")
+    await conn.fetchval("SELECT 'outside'")
+    await settle()
+    assert got == ["SELECT 'inside'"]
+
+
+async def test_reload_schema_state(conn: agentdb.Connection) -> None:
+    await conn.prepare("SELECT 1::int4")
+    assert conn._statement_count() > 0 and conn._types
+    conn.reload_schema_state()
+    assert conn._statement_count() == 0 and not conn._types
+    assert await conn.fetchval("SELECT 1") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("record_class", dict, "final type"),
+        ("max_cached_statement_lifetime", 0, "LRU"),
+        ("max_cacheable_statement_size", 1024, "cacheable"),
+        ("direct_tls", True, "sslnegotiation"),
+        ("loop", object(), "running event loop"),
+    ],
+)
+async def test_asyncpg_connect_arguments_not_taken(
+    pg_dsn: str, name: str, value: Any, why: str
+) -> None:
+    with pytest.raises(TypeError, match=f"asyncpg's {name}=.*{why}"):
+        await agentdb.connect(pg_dsn, **{name: value})
+
+
+async def test_asyncpg_connect_arguments_that_mean_nothing(pg_dsn: str) -> None:
+    conn = await agentdb.connect(pg_dsn, loop=None, record_class=agentdb.Record)
+    await conn.close()

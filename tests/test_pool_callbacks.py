@@ -244,3 +244,17 @@ async def test_expire_connections(pg_dsn: str) -> None:
             assert conn.get_server_pid() in pids
         # shortcuts too run on new connections only
         assert await pool.fetchval("SELECT pg_backend_pid()") in pids
+
+
+async def test_asyncpg_pool_arguments(pg_dsn: str) -> None:
+    async with agentdb.create_pool(
+        pg_dsn, min_size=1, max_size=3, max_inactive_connection_lifetime=60.0
+    ) as pool:
+        assert pool.get_max_size() == 3
+        assert pool.stats()["max_overflow"] == 0
+    with pytest.raises(TypeError, match="max_size"):
+        await agentdb.create_pool(pg_dsn, max_size=3, pool_size=3)
+    with pytest.raises(TypeError, match="max_queries"):
+        await agentdb.create_pool(pg_dsn, max_queries=100)
+    with pytest.raises(TypeError, match="connect="):
+        await agentdb.create_pool(pg_dsn, connect=agentdb.connect)
