@@ -8,7 +8,6 @@ import glob
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,15 +17,6 @@ import agentdb
 from agentdb.connection import LoggedQuery
 from agentdb.sslcontext import ssl_keywords
 from agentdb.types import ServerVersion, parse_server_version
-
-
-@pytest.fixture
-async def conn(pg_dsn: str) -> AsyncIterator[agentdb.Connection]:
-    c = await agentdb.connect(pg_dsn)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def settle() -> None:

@@ -4,8 +4,6 @@ and a pooled connection's cursors closed by its release reset."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 import agentdb
@@ -13,14 +11,6 @@ import agentdb
 SERIES = "SELECT g, g::text AS t FROM generate_series(1, $1::int) g"
 OPEN_CURSORS = "SELECT count(*) FROM pg_cursors WHERE name <> ''"  # not this query's portal
 
-
-@pytest.fixture
-async def conn(pg_dsn: str) -> AsyncIterator[agentdb.Connection]:
-    c = await agentdb.connect(pg_dsn)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def no_active_transaction() -> type[Exception]:

@@ -4,21 +4,10 @@ explain(), and its validity tied to its connection's borrower."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 import agentdb
 from agentdb.types import Attribute, Type
-
-
-@pytest.fixture
-async def conn(pg_dsn: str) -> AsyncIterator[agentdb.Connection]:
-    c = await agentdb.connect(pg_dsn)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_prepare_describes_parameters_and_columns(conn: agentdb.Connection) -> None:
