@@ -208,18 +208,23 @@ class Connection(_core.Connection):
 
     def _logged(self, method: str) -> Callable[..., Any]:
         core = getattr(_core.Connection, method).__get__(self)
+        args_as_one = method in _ARGS_AS_ONE
 
-        async def logged(query: Any, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+        def logged(query: Any, *args: Any, **kw: Any) -> Any:
+            # The statement is queued now, as without a logger (callers rely on the
+            # order of their calls: copy_records_to_table queues its probe, then its
+            # COPY); the logger hears of it when its future is done.
             started = time.monotonic()
-            error: BaseException | None = None
-            try:
-                return await core(query, *args, timeout=timeout, **kw)
-            except BaseException as e:
-                error = e
-                raise
-            finally:
-                logged_args = args[0] if method in _ARGS_AS_ONE and args else args
+            fut = core(query, *args, **kw)
+            logged_args = args[0] if args_as_one and args else args
+            timeout = kw.get("timeout")
+
+            def done(f: asyncio.Future[Any]) -> None:
+                error = asyncio.CancelledError() if f.cancelled() else f.exception()
                 self._log_query(query, logged_args, timeout, time.monotonic() - started, error)
+
+            fut.add_done_callback(done)
+            return fut
 
         return logged
 

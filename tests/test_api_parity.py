@@ -396,3 +396,24 @@ async def test_asyncpg_connect_arguments_not_taken(
 async def test_asyncpg_connect_arguments_that_mean_nothing(pg_dsn: str) -> None:
     conn = await agentdb.connect(pg_dsn, loop=None, record_class=agentdb.Record)
     await conn.close()
+
+
+async def test_query_logger_keeps_the_order_of_calls(conn: agentdb.Connection) -> None:
+    # copy_records_to_table queues its column probe, then holds its COPY's place: with a
+    # logger the probe must still be queued at the call, not when awaited
+    got: list[str] = []
+    conn.add_query_logger(lambda q: got.append(q.query))
+    await conn.execute("CREATE TEMP TABLE logged_copy (a int, b text)")
+    assert await conn.copy_records_to_table("logged_copy", records=[(1, "x")], timeout=10) == (
+        "COPY 1"
+    )
+    first = conn.fetchval("SELECT 1")  # not awaited yet: already queued
+    second = conn.fetchval("SELECT 2")
+    assert await second == 2 and await first == 1
+    await settle()
+    assert got[-2:] == ["SELECT 1", "SELECT 2"]
+    # a statement cancelled by its timeout is logged with the error
+    with pytest.raises(TimeoutError):
+        await conn.execute("SELECT pg_sleep(5)", timeout=0.2)
+    await settle()
+    assert got[-1] == "SELECT pg_sleep(5)"
