@@ -1,7 +1,7 @@
 /* conn_int.h: what the files of a connection share (connection.c, pipeline.c,
    results.c, rows.c, stmtcache.c, conn_io.c, cancel.c, connect.c, notify.c, session.c,
-   copystream.c, prepared.c, dsn.c): the prepared statement type and the functions each file offers
-   the others.  Nothing outside those files includes it. */
+   copystream.c, prepared.c, dsn.c): the prepared statement type and the functions each
+   file offers the others.  Nothing outside those files includes it. */
 #ifndef AGENTDB_CONN_INT_H
 #define AGENTDB_CONN_INT_H
 

@@ -9,7 +9,8 @@ PyObject *agentdb_stmt_description(PyObject *capsule)
     agentdb_Stmt *s = capsule != NULL ? agentdb_stmt_get(capsule) : NULL;
     if (s == NULL) {
         if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_SystemError, "agentdb: a described statement has no description");
+            PyErr_SetString(PyExc_SystemError,
+                            "agentdb: a described statement has no description");
         }
         return NULL;
     }

@@ -209,7 +209,8 @@ async def test_setup_with_a_pool_class(pg_dsn: str) -> None:
     async with agentdb.create_pool(
         pg_dsn, pool_size=1, setup=setup, pool_class=CustomPool
     ) as pool:
-        assert isinstance(pool, CustomPool) and pool.custom() == "custom"  # type: ignore[attr-defined]
+        assert isinstance(pool, CustomPool)
+        assert pool.custom() == "custom"
         assert await pool.fetchval(SEARCH_PATH) == "pg_catalog"
 
 
