@@ -68,7 +68,7 @@ async def check(url: str, timeout: float = 5.0, samples: int = 5) -> dict[str, A
             rtts.append((time.perf_counter() - t) * 1000.0)
         result["latency_ms"] = round(statistics.median(rtts), 3)
         result["server_version"] = conn.get_parameter_status("server_version")
-        result["server_version_num"] = conn.get_server_version()
+        result["server_version_num"] = conn._server_version_num()
         result["tls"] = conn.ssl_in_use()
         result["database"] = await conn.fetchval("SELECT current_database()", timeout=timeout)
         result["user"] = await conn.fetchval("SELECT current_user", timeout=timeout)

@@ -2,21 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from . import _aio, _core
 from . import copy_format as _copy
 from . import dsn as _dsn
 from ._sql import qualified, quote_ident
+from .cursor import CursorFactory
 from .logs import describe_target
 from .logs import logger as _logger
+from .prepared import PreparedStatement, check_record_class, lookup_types
+from .sslcontext import ssl_keywords
 from .transaction import Transaction
+from .types import Attribute, ServerVersion, Type, parse_server_version
 
 DEFAULT_STATEMENT_CACHE_SIZE = 100
 DEFAULT_CANCEL_GRACE = 5.0
+
+# The core's statement methods a query logger times (the first argument is the SQL; the
+# second the arguments, for those whose arguments come as one object, the rest as *args).
+_LOGGED_METHODS = (
+    "execute",
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "executemany",
+    "_fetchmany",
+    "_query",
+    "_query_uncached",
+)
+_ARGS_AS_ONE = frozenset({"executemany", "_fetchmany", "_query", "_query_uncached"})
+
+
+# asyncpg's connect() arguments agentdb does not take, and why (a clear error, rather
+# than libpq's "invalid connection option").
+_NOT_TAKEN = {
+    "loop": "agentdb uses the running event loop",
+    "record_class": "rows are agentdb.Record, a final type",
+    "max_cached_statement_lifetime": (
+        "cached statements stay until evicted (LRU, statement_cache_size) or found stale "
+        "(prepared again at once)"
+    ),
+    "max_cacheable_statement_size": "every statement text is cacheable",
+    "direct_tls": "libpq 17+ takes sslnegotiation='direct' instead",
+}
+
+
+class LoggedQuery(NamedTuple):
+    """What ``add_query_logger``'s callbacks get, as asyncpg's LoggedQuery. ``conn_params``
+    are the connection's keywords without its secrets."""
+
+    query: str
+    args: Any
+    timeout: float | None
+    elapsed: float
+    exception: BaseException | None
+    conn_addr: tuple[str, str]
+    conn_params: dict[str, str]
 
 
 class Connection(_core.Connection):
@@ -26,6 +75,207 @@ class Connection(_core.Connection):
     they were issued. Use ``transaction()`` (or a pool's ``acquire()``) for work that must
     not interleave with other tasks' statements.
     """
+
+    _cursor_seq = 0  # names this connection's cursors (cursor.py)
+    _addr: tuple[str, str] = ("", "")
+    _params: dict[str, str] = {}  # noqa: RUF012 - replaced per connection by connect()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._types: dict[int, Type] = {}  # type descriptions for prepare() (prepared.py)
+        self._query_loggers: list[Callable[[LoggedQuery], Any]] = []
+        self._loggers_lease = -1
+        self._callback_tasks: set[asyncio.Task[Any]] = set()
+
+    def get_server_pid(self) -> int:
+        """The backend's process id (asyncpg's name for ``get_backend_pid()``)."""
+        return self.get_backend_pid()
+
+    def get_server_version(self) -> ServerVersion:
+        """The server's version, as asyncpg's ServerVersion: ``(15, 0, 8, 'final', 0)``."""
+        text = self.get_parameter_status("server_version")
+        if text is None:
+            num = self._server_version_num()
+            major = num // 10000
+            return ServerVersion(major, 0 if major >= 10 else num // 100 % 100, num % 100,
+                                 "final", 0)
+        return parse_server_version(text)
+
+    async def prepare(
+        self,
+        query: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        record_class: type[Any] | None = None,
+    ) -> PreparedStatement:
+        """Prepare ``query`` (Parse + Describe, nothing run) and describe it: its parameter
+        and result types. Its executions reuse the prepared statement as long as the
+        connection's statement cache keeps it (it is prepared again transparently when
+        not). It belongs to this connection: released to a pool, it raises InterfaceError."""
+        check_record_class(record_class)
+        if not isinstance(query, str):
+            raise TypeError(f"the query must be a str, not {type(query).__name__}")
+        params, desc = await self._describe(query, timeout=timeout)
+        columns = tuple(zip(desc.names, desc.types, strict=True)) if desc is not None else ()
+        await lookup_types(self, [*params, *(oid for _, oid in columns)], timeout)
+        types = self._types
+        return PreparedStatement(
+            self,
+            query,
+            name,
+            tuple(types[oid] for oid in params),
+            tuple(Attribute(col, types[oid]) for col, oid in columns),
+        )
+
+    def cursor(
+        self,
+        query: str,
+        *args: Any,
+        prefetch: int | None = None,
+        timeout: float | None = None,
+        record_class: type[Any] | None = None,
+    ) -> CursorFactory:
+        """A server-side cursor over ``query``'s rows, inside a transaction: ``async for
+        record in conn.cursor(q)`` reads them ``prefetch`` (50) at a time; ``cur = await
+        conn.cursor(q)`` gives a Cursor with ``fetch(n)``, ``fetchrow()``, ``forward(n)``.
+        Outside a transaction it raises NoActiveSqlTransaction."""
+        check_record_class(record_class)
+        return CursorFactory(self, query, args, prefetch, timeout)
+
+    async def fetchmany(
+        self,
+        query: str,
+        args: Iterable[Sequence[Any]],
+        *,
+        timeout: float | None = None,
+        record_class: type[Any] | None = None,
+    ) -> list[_core.Record]:
+        """``executemany`` that returns the rows: ``query`` once per argument set, in one
+        round trip and one implicit transaction (atomic); the rows of every execution,
+        in order (``INSERT ... RETURNING id`` for a batch)."""
+        check_record_class(record_class)
+        rows: list[_core.Record] = await self._fetchmany(query, args, timeout=timeout)
+        return rows
+
+    def reload_schema_state(self) -> None:
+        """Forget what this connection knows of the schema (its prepared statements and
+        the type descriptions ``prepare()`` looked up), after DDL: asyncpg's name."""
+        self.clear_statement_cache()
+        self._types.clear()
+
+    # -- query loggers ------------------------------------------------------------
+    #
+    # While a logger is registered, the statement methods are wrapped per instance (an
+    # attribute shadows the core's method): a connection without loggers pays nothing.
+    # Loggers are their borrower's: a pool's release (a new lease) forgets them.
+
+    def add_query_logger(self, callback: Callable[[LoggedQuery], Any]) -> None:
+        """Call ``callback(LoggedQuery)`` (a function or coroutine function) after each
+        statement this connection runs, with its text, arguments, timeout, elapsed
+        seconds and exception (None when it succeeded)."""
+        if not callable(callback):
+            raise TypeError("the query logger must be callable")
+        self._own_loggers().append(callback)
+        for method in _LOGGED_METHODS:
+            if method not in self.__dict__:
+                setattr(self, method, self._logged(method))
+
+    def remove_query_logger(self, callback: Callable[[LoggedQuery], Any]) -> None:
+        loggers = self._own_loggers()
+        if callback in loggers:
+            loggers.remove(callback)
+        if not loggers:
+            for method in _LOGGED_METHODS:
+                self.__dict__.pop(method, None)
+
+    @contextlib.contextmanager
+    def query_logger(self, callback: Callable[[LoggedQuery], Any]) -> Iterator[None]:
+        """``with conn.query_logger(cb):``: ``add_query_logger(cb)`` for the block."""
+        self.add_query_logger(callback)
+        try:
+            yield
+        finally:
+            self.remove_query_logger(callback)
+
+    def _own_loggers(self) -> list[Callable[[LoggedQuery], Any]]:
+        if self._loggers_lease != self._lease:  # released since: the last borrower's
+            self._query_loggers = []
+            self._loggers_lease = self._lease
+            for method in _LOGGED_METHODS:
+                self.__dict__.pop(method, None)
+        return self._query_loggers
+
+    def _logged(self, method: str) -> Callable[..., Any]:
+        core = getattr(_core.Connection, method).__get__(self)
+        args_as_one = method in _ARGS_AS_ONE
+
+        def logged(query: Any, *args: Any, **kw: Any) -> Any:
+            # The statement is queued now, as without a logger (callers rely on the
+            # order of their calls: copy_records_to_table queues its probe, then its
+            # COPY); the logger hears of it when its future is done.
+            started = time.monotonic()
+            fut = core(query, *args, **kw)
+            logged_args = args[0] if args_as_one and args else args
+            timeout = kw.get("timeout")
+
+            def done(f: asyncio.Future[Any]) -> None:
+                error = asyncio.CancelledError() if f.cancelled() else f.exception()
+                self._log_query(query, logged_args, timeout, time.monotonic() - started, error)
+
+            fut.add_done_callback(done)
+            return fut
+
+        return logged
+
+    def _log_query(
+        self,
+        query: Any,
+        args: Any,
+        timeout: float | None,
+        elapsed: float,
+        error: BaseException | None,
+    ) -> None:
+        loggers = self._own_loggers()
+        if not loggers:
+            return
+        record = LoggedQuery(query, args, timeout, elapsed, error, self._addr, self._params)
+        for callback in list(loggers):
+            self._call_back(callback, record)
+
+    def _call_back(self, callback: Callable[..., Any], arg: Any) -> None:
+        """Run a user's callback soon on the loop (a coroutine function as a task), so
+        that it never runs inside the core's callbacks nor delays the caller."""
+        loop = asyncio.get_running_loop()
+        if inspect.iscoroutinefunction(callback):
+            task = loop.create_task(callback(arg))
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+        else:
+            loop.call_soon(callback, arg)
+
+    # -- termination listeners -----------------------------------------------------
+
+    def add_termination_listener(self, callback: Callable[[Connection], Any]) -> None:
+        """Call ``callback(conn)`` (a function or coroutine function) once when this
+        connection closes: ``close()``, ``terminate()``, or lost (the server went away).
+        A pooled connection forgets its listeners when released."""
+        if not callable(callback):
+            raise TypeError("the termination listener must be callable")
+        self._termination_listeners().append(callback)
+
+    def remove_termination_listener(self, callback: Callable[[Connection], Any]) -> None:
+        listeners = self._termination_listeners()
+        if callback in listeners:
+            listeners.remove(callback)
+
+    def _on_terminated(self, callbacks: tuple[Callable[[Connection], Any], ...]) -> None:
+        # scheduled by the core (notify.c) when the connection closes
+        for callback in callbacks:
+            try:
+                self._call_back(callback, self)
+            except Exception:
+                _logger.exception("a termination listener failed")
 
     async def add_listener(
         self, channel: str, callback: Callable[[Connection, int, str, str], Any]
@@ -81,7 +331,7 @@ class Connection(_core.Connection):
         # The column types first; the COPY keeps its place in the connection's order
         # meanwhile: statements issued after this call still run after the COPY.
         probe = self._query(
-            _copy.columns_sql(self.get_server_version()),
+            _copy.columns_sql(self._server_version_num()),
             (qualified(table_name, schema_name),),
             timeout=timeout,
         )
@@ -176,7 +426,10 @@ async def connect(
 
     ``dsn`` is a URL (``postgresql://``, ``postgres://``, ``postgresql+asyncpg://``, ...) or a
     libpq keyword/value string; keyword arguments (``host``, ``port``, ``user``, ``password``,
-    ``database``, ``ssl``, ``server_settings`` or any libpq keyword) override it.
+    ``database``, ``ssl``, ``server_settings`` or any libpq keyword) override it. ``ssl``
+    is asyncpg's: ``True`` (a default ``ssl.SSLContext``: the system's CAs, the host name
+    verified), ``False``, an sslmode (``"require"``, ``"verify-full"``...) or an
+    ``ssl.SSLContext``, read as ``agentdb/sslcontext.py`` says.
     ``timeout`` bounds the whole connect, name resolution included; ``command_timeout`` is
     the default for every statement; ``statement_cache_size=0`` uses no named prepared
     statements (for PgBouncer in transaction mode). ``decode_json=False`` returns json and
@@ -187,10 +440,39 @@ async def connect(
     encoding); a ``client_encoding``, ``server_settings`` entry or ``options`` switch asking
     for another encoding raises InterfaceError.
     """
+    for name, why in _NOT_TAKEN.items():
+        if params.get(name) is not None and not (
+            name == "record_class" and params[name] is _core.Record
+        ):
+            raise TypeError(f"connect() does not take asyncpg's {name}=: {why}")
+        params.pop(name, None)
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be a positive number or None")
     if statement_cache_size < 0:
         raise ValueError("statement_cache_size must be >= 0")
+    rootcert = None
+    if params.get("ssl") is not None:  # asyncpg's ssl=: a bool, an sslmode, an SSLContext
+        ssl_options, rootcert = ssl_keywords(params.pop("ssl"), params)
+        params.update(ssl_options)
+    try:
+        return await _connect(
+            dsn, timeout, command_timeout, statement_cache_size, decode_json,
+            connection_class, params,
+        )
+    finally:
+        if rootcert is not None:
+            os.unlink(rootcert)  # libpq has read it (or never will)
+
+
+async def _connect(
+    dsn: str | None,
+    timeout: float | None,
+    command_timeout: float | None,
+    statement_cache_size: int,
+    decode_json: bool,
+    connection_class: type[Connection],
+    params: dict[str, Any],
+) -> Connection:
     options = _dsn.parse(dsn, params)
     if timeout is None and options.get("connect_timeout", "0").strip("0 ") != "":
         timeout = float(options["connect_timeout"])
@@ -220,6 +502,8 @@ async def connect(
         if target and isinstance(e, Exception):
             _logger.info("connect to %s failed: %s: %s", target, type(e).__name__, e)
         raise
+    conn._addr = (options.get("host", ""), options.get("port", ""))
+    conn._params = {k: v for k, v in options.items() if k not in _dsn.SECRET_KEYWORDS}
     if target:
         _logger.info(
             "connected to %s (backend pid %s, tls %s)",

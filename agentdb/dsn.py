@@ -30,6 +30,9 @@ _KV_SECRET = re.compile(
     r"(?<![\w])((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE
 )
 
+#: The libpq keywords whose values are secrets (never shown, never logged).
+SECRET_KEYWORDS = frozenset({"password", "sslpassword"})
+
 #: What a secret is replaced by in a connection string shown to users (``hide_password``).
 SHOWN_MASK = "***"
 #: What a secret is replaced by in other text (``scrub``): the C core masks libpq's

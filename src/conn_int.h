@@ -1,7 +1,7 @@
 /* conn_int.h: what the files of a connection share (connection.c, pipeline.c,
    results.c, rows.c, stmtcache.c, conn_io.c, cancel.c, connect.c, notify.c, session.c,
-   copystream.c, dsn.c): the prepared statement type and the functions each file offers
-   the others.  Nothing outside those files includes it. */
+   copystream.c, prepared.c, dsn.c): the prepared statement type and the functions each
+   file offers the others.  Nothing outside those files includes it. */
 #ifndef AGENTDB_CONN_INT_H
 #define AGENTDB_CONN_INT_H
 
@@ -39,6 +39,7 @@ struct agentdb_Op {
     int cancel_sent;
     int retried;   /* re-prepared once after a stale cached statement */
     int chunk_tried; /* chunked rows mode was asked for its Execute (libpq 17+) */
+    int uncached;    /* AGENTDB_MODE_UNCACHED: no named statement, no cache */
     unsigned sqlflags; /* AGENTDB_SQL_* of its text (sqlclass.h); internal ops: as queued */
     double started_at; /* when the server began it (sent, and everything before it done) */
     int sent_as_head;  /* it went out with nothing ahead of it */
@@ -122,6 +123,7 @@ struct agentdb_Connection {
     agentdb_PoolLink link; /* the pool's, kept here for it (pool.h) */
     PyObject *listeners;       /* dict: channel -> list of callbacks (LISTEN/NOTIFY) */
     PyObject *notice_handlers; /* list of callbacks for NOTICE/WARNING messages */
+    PyObject *termination_listeners; /* list: add_termination_listener()'s, or NULL */
     PyObject *weakreflist;
 };
 
@@ -186,6 +188,13 @@ int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary, int 
 int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res,
                          int chunk);
 
+/* prepared.c */
+PyObject *agentdb_stmt_description(PyObject *capsule);
+PyObject *agentdb_Connection__describe(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames);
+PyObject *agentdb_Connection__query_uncached(PyObject *self, PyObject *const *args,
+                                             Py_ssize_t nargs, PyObject *kwnames);
+
 /* stmtcache.c */
 void agentdb_stmt_free(PyObject *capsule);
 PyObject *agentdb_stmt_from_describe(agentdb_state *st, const char *name, const PGresult *res,
@@ -221,6 +230,8 @@ void agentdb_conn_drain_notifies(agentdb_Connection *c);
 void agentdb_notice_receive(void *arg, const PGresult *res);
 PyObject *agentdb_Connection__listeners(PyObject *self, PyObject *Py_UNUSED(ig));
 PyObject *agentdb_Connection__notice_handlers(PyObject *self, PyObject *Py_UNUSED(ig));
+PyObject *agentdb_Connection__termination_listeners(PyObject *self, PyObject *Py_UNUSED(ig));
+void agentdb_conn_fire_termination(agentdb_Connection *c);
 
 /* session.c */
 PyObject *agentdb_Connection_is_in_transaction(PyObject *self, PyObject *Py_UNUSED(ignored));

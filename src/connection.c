@@ -123,6 +123,7 @@ void agentdb_connection_close_now(agentdb_Connection *c, PyObject *exc)
     Py_CLEAR(c->connect_fut_done);
     conn_fail_ops(c, exc);
     Py_DECREF(exc);
+    agentdb_conn_fire_termination(c);
     agentdb_iohandle_detach(c->io);
     if (c->link.pool != NULL) {
         agentdb_pool_conn_closed(c->link.pool, c);
@@ -269,18 +270,19 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
     return fut;
 }
 
-static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
-                                        Py_ssize_t nargs, PyObject *kwnames)
+/* executemany() (`mode` AGENTDB_MODE_NONE) and fetchmany() (AGENTDB_MODE_ALL: the rows of
+   every execution, in order). */
+static PyObject *conn_many(agentdb_Connection *c, const char *method, int mode,
+                           PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_state *st = agentdb_conn_st(c);
     agentdb_kwargs kw;
     if (nargs != 2 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "executemany(query: str, args: iterable of sequences, timeout=None)");
+        PyErr_Format(PyExc_TypeError,
+                     "%s(query: str, args: iterable of sequences, timeout=None)", method);
         return NULL;
     }
-    if (agentdb_parse_kwargs("executemany", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
+    if (agentdb_parse_kwargs(method, args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
         return NULL;
     }
     if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
@@ -295,7 +297,7 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
         PyObject *row = PyTuple_GET_ITEM(rows, i);
         if (!PyTuple_Check(row) && !PyList_Check(row)) {
             PyErr_Format(st->InterfaceError ? st->InterfaceError : PyExc_TypeError,
-                         "executemany: row %zd is a %.100s, not a tuple or list", i,
+                         "%s: row %zd is a %.100s, not a tuple or list", method, i,
                          Py_TYPE(row)->tp_name);
             Py_DECREF(rows);
             return NULL;
@@ -306,14 +308,28 @@ static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
         Py_DECREF(rows);
         return NULL;
     }
-    int rc = agentdb_connection_submit(c, fut, OPK_MANY, AGENTDB_MODE_NONE, args[0], rows, 0,
-                                       kw.timeout, NULL, 0);
+    int rc = agentdb_connection_submit(c, fut, OPK_MANY, mode, args[0], rows, 0, kw.timeout,
+                                       NULL, 0);
     Py_DECREF(rows);
     if (rc < 0) {
         Py_DECREF(fut);
         return NULL;
     }
     return fut;
+}
+
+static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames)
+{
+    return conn_many((agentdb_Connection *)self, "executemany", AGENTDB_MODE_NONE, args, nargs,
+                     kwnames);
+}
+
+static PyObject *Connection__fetchmany(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+    return conn_many((agentdb_Connection *)self, "fetchmany", AGENTDB_MODE_ALL, args, nargs,
+                     kwnames);
 }
 
 /* close(*, timeout=None): timeout= is asyncpg's; closing never waits. */
@@ -507,6 +523,12 @@ static PyMethodDef Connection_methods[] = {
      "args, in one round trip and one implicit transaction (atomic)."},
     {"_query", (PyCFunction)(void (*)(void))Connection__query, METH_FASTCALL | METH_KEYWORDS,
      NULL},
+    {"_fetchmany", (PyCFunction)(void (*)(void))Connection__fetchmany,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_describe", (PyCFunction)(void (*)(void))agentdb_Connection__describe,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_query_uncached", (PyCFunction)(void (*)(void))agentdb_Connection__query_uncached,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_copy", (PyCFunction)(void (*)(void))agentdb_Connection__copy, METH_FASTCALL | METH_KEYWORDS,
      NULL},
     {"_copy_hold", (PyCFunction)(void (*)(void))agentdb_Connection__copy_hold,
@@ -519,7 +541,7 @@ static PyMethodDef Connection_methods[] = {
     {"is_in_transaction", agentdb_Connection_is_in_transaction, METH_NOARGS, NULL},
     {"get_transaction_status", agentdb_Connection_get_transaction_status, METH_NOARGS,
      "'idle', 'active', 'intrans', 'inerror' or 'unknown'."},
-    {"get_server_version", Connection_get_server_version, METH_NOARGS, NULL},
+    {"_server_version_num", Connection_get_server_version, METH_NOARGS, NULL},
     {"get_backend_pid", Connection_get_backend_pid, METH_NOARGS, NULL},
     {"get_parameter_status", Connection_get_parameter_status, METH_O, NULL},
     {"ssl_in_use", Connection_ssl_in_use, METH_NOARGS, NULL},
@@ -532,6 +554,7 @@ static PyMethodDef Connection_methods[] = {
     {"_reset_session", (PyCFunction)(void (*)(void))agentdb_Connection__reset_session,
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_notice_handlers", agentdb_Connection__notice_handlers, METH_NOARGS, NULL},
+    {"_termination_listeners", agentdb_Connection__termination_listeners, METH_NOARGS, NULL},
     {"clear_statement_cache", agentdb_Connection_clear_statement_cache, METH_NOARGS,
      "Forget every cached prepared statement (after DDL inside a transaction)."},
     {"_future_cancelled", Connection__future_cancelled, METH_O, NULL},
@@ -577,6 +600,7 @@ static int Connection_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(c->link.pool);
     Py_VISIT(c->listeners);
     Py_VISIT(c->notice_handlers);
+    Py_VISIT(c->termination_listeners);
     for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
         Py_VISIT(op->fut);
         Py_VISIT(op->args);
@@ -594,6 +618,7 @@ static int Connection_clear(PyObject *self)
     Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
+    Py_CLEAR(c->termination_listeners);
     Py_CLEAR(c->transactions);
     Py_CLEAR(c->connect_fut_done);
     return 0;
@@ -608,6 +633,7 @@ static void Connection_finalize(PyObject *self)
         return;
     }
     PyObject *exc = PyErr_GetRaisedException();
+    Py_CLEAR(c->termination_listeners); /* collected, not terminated: nobody awaits it */
     if (c->pid == (long)getpid() &&
         PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed agentdb connection %R", self) < 0) {
         PyErr_WriteUnraisable(self);
@@ -649,6 +675,7 @@ static void Connection_dealloc(PyObject *self)
     Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
+    Py_CLEAR(c->termination_listeners);
     Py_CLEAR(c->transactions);
     Py_CLEAR(c->connect_fut_done);
     PyMem_Free(c->secret);

@@ -22,7 +22,12 @@ enum {
     AGENTDB_MODE_VAL,    /* a column of the first row or None */
     AGENTDB_MODE_RAW,    /* (rows, names | None, type oids | None, command tag) */
     AGENTDB_MODE_NONE,   /* None */
+    AGENTDB_MODE_DESCRIBE, /* (parameter type oids, RecordDesc | None): prepared, not run */
 };
+/* OR'ed into a submit's `mode`: the statement is never prepared by name nor cached, its
+   arguments typed as without a cache (server-side cursors' DECLARE and FETCH, whose texts
+   name a cursor each: they would only churn the statement cache). */
+#define AGENTDB_MODE_UNCACHED 0x100
 
 /* OPK_PLAIN: one statement without arguments or preparation (transaction
    control, DDL, internal statements); OPK_SIMPLE: the simple protocol, for

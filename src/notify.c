@@ -94,6 +94,7 @@ void agentdb_connection_forget_user(agentdb_Connection *c, int unlisten)
     if (c->listeners != NULL) {
         PyDict_Clear(c->listeners);
     }
+    Py_CLEAR(c->termination_listeners);
     if (c->notice_handlers != NULL) {
         Py_ssize_t n = PyList_GET_SIZE(c->notice_handlers);
         if (n > 0 && PyList_SetSlice(c->notice_handlers, 0, n, NULL) < 0) {
@@ -105,4 +106,38 @@ void agentdb_connection_forget_user(agentdb_Connection *c, int unlisten)
         agentdb_connection_internal(c, "UNLISTEN *", 0, NULL, 0) < 0) {
         PyErr_Clear();
     }
+}
+
+/* _termination_listeners() -> list (created on demand): add_termination_listener()'s
+   callbacks.  Forgotten with the rest when a pool takes the connection back. */
+PyObject *agentdb_Connection__termination_listeners(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->termination_listeners == NULL && (c->termination_listeners = PyList_New(0)) == NULL) {
+        return NULL;
+    }
+    return Py_NewRef(c->termination_listeners);
+}
+
+/* The connection closed (by its user or lost): schedule its Python side's
+   `_on_terminated(callbacks)` on the loop, once, with the listeners of the moment. */
+void agentdb_conn_fire_termination(agentdb_Connection *c)
+{
+    PyObject *cbs = c->termination_listeners;
+    if (cbs == NULL || PyList_GET_SIZE(cbs) == 0 || c->loop == NULL) {
+        return;
+    }
+    c->termination_listeners = NULL;
+    PyObject *saved = PyErr_GetRaisedException();
+    PyObject *snapshot = PyList_AsTuple(cbs);
+    PyObject *fire = snapshot ? PyObject_GetAttrString((PyObject *)c, "_on_terminated") : NULL;
+    PyObject *h = fire ? PyObject_CallMethod(c->loop, "call_soon", "OO", fire, snapshot) : NULL;
+    if (h == NULL) {
+        PyErr_Clear(); /* a closed loop, or the core's own Connection class: nobody to tell */
+    }
+    Py_XDECREF(h);
+    Py_XDECREF(fire);
+    Py_XDECREF(snapshot);
+    Py_DECREF(cbs);
+    PyErr_SetRaisedException(saved);
 }

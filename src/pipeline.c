@@ -294,6 +294,16 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
         op->st = OPST_FAILED;
         return 0;
     }
+    if (op->mode == AGENTDB_MODE_DESCRIBE) {
+        /* prepare(): described (or found in the cache); nothing runs.  Finished as it
+           reaches the head, in order. */
+        Py_XSETREF(op->result, agentdb_stmt_description(op->stmt));
+        if (op->result == NULL) {
+            agentdb_op_take_error(op);
+        }
+        op->st = OPST_FAILED;
+        return 0;
+    }
     if (op->kind == OPK_QUERY || op->kind == OPK_MANY) {
         int rc = op_encode(c, op, s, &ps, &n);
         if (op->orphaned) { /* the connection closed under the encoder */
@@ -336,7 +346,8 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
     else { /* OPK_MANY: every row, one sync: one implicit transaction (atomic) */
         for (Py_ssize_t i = 0; ok && i < n; i++) {
             ok = PQsendQueryPrepared(pg, s->name, ps[i].n, ps[i].values, ps[i].lengths,
-                                     ps[i].formats, 0);
+                                     ps[i].formats,
+                                     op->mode == AGENTDB_MODE_ALL ? s->binary : 0);
         }
         params_free_all(ps, n);
         ncmds = (int)n;
@@ -431,8 +442,10 @@ restart:
             set_cork(c, 1);
             corked = 1;
         }
-        if (op->st == OPST_QUEUED && op->kind != OPK_PLAIN &&
-            (op->kind == OPK_MANY || c->stmt_cache_size > 0) && !agentdb_stmt_lookup(c, op)) {
+        if (op->st == OPST_QUEUED && op->kind != OPK_PLAIN && !op->uncached &&
+            (op->kind == OPK_MANY || op->mode == AGENTDB_MODE_DESCRIBE ||
+             c->stmt_cache_size > 0) &&
+            !agentdb_stmt_lookup(c, op)) {
             r = op_send_describe(c, op);
             sent++;
             break;
@@ -732,10 +745,16 @@ int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, in
     else if (kind == OPK_SIMPLE && args != NULL && PyTuple_GET_SIZE(args) > 0) {
         kind = OPK_QUERY;
     }
+    int uncached = (mode & AGENTDB_MODE_UNCACHED) != 0;
+    mode &= ~AGENTDB_MODE_UNCACHED;
+    if (mode == AGENTDB_MODE_DESCRIBE) {
+        flags = 0; /* only described: it changes nothing */
+    }
     agentdb_Op *op = agentdb_op_new(c, kind, mode, sql, args);
     if (op == NULL) {
         return -1;
     }
+    op->uncached = uncached && kind == OPK_QUERY; /* executemany needs its statement */
     op->column = column;
     op->sqlflags = flags;
     op->profile = Py_XNewRef(profile);

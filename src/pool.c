@@ -530,6 +530,14 @@ static PyObject *Pool_terminate(PyObject *self, PyObject *Py_UNUSED(ig))
         Py_DECREF(v_);                                            \
     } while (0)
 
+/* _expire(): every connection open now is replaced: an idle one when next taken, one in
+   use or shared when it comes back (pool_expired); asyncpg's expire_connections(). */
+static PyObject *Pool__expire(PyObject *self, PyObject *Py_UNUSED(ig))
+{
+    ((agentdb_Pool *)self)->expire_before = agentdb_monotonic();
+    Py_RETURN_NONE;
+}
+
 static PyObject *Pool_stats(PyObject *self, PyObject *Py_UNUSED(ig))
 {
     agentdb_Pool *p = (agentdb_Pool *)self;
@@ -624,6 +632,7 @@ static PyMethodDef Pool_methods[] = {
      NULL},
     {"execute", (PyCFunction)(void (*)(void))agentdb_Pool_execute, METH_FASTCALL | METH_KEYWORDS,
      NULL},
+    {"_expire", Pool__expire, METH_NOARGS, NULL},
     {"stats", Pool_stats, METH_NOARGS, "Counters and sizes of the pool, as a dict."},
     {"terminate", Pool_terminate, METH_NOARGS, "Close every connection now."},
     {"is_closing", Pool_is_closing, METH_NOARGS, NULL},

@@ -293,10 +293,12 @@ void agentdb_pool_on_opened(PyObject *self, PyObject *task)
     Py_DECREF(conn);
 }
 
-/* 1 when the connection is too old (recycle) or idle too long (max_idle). */
+/* 1 when the connection is too old (recycle, or opened before expire_connections()) or
+   idle too long (max_idle). */
 static int pool_expired(agentdb_Pool *p, agentdb_Connection *c, double now)
 {
-    if (p->recycle > 0 && now - agentdb_pool_link(c)->created_at > p->recycle) {
+    if ((p->recycle > 0 && now - agentdb_pool_link(c)->created_at > p->recycle) ||
+        agentdb_pool_link(c)->created_at <= p->expire_before) {
         p->n_recycled++;
         return 1;
     }

@@ -42,6 +42,7 @@ typedef struct {
     PyObject *opener; /* () -> awaitable of a new Connection */
     Py_ssize_t pool_size, max_overflow;
     double pool_timeout, recycle, max_idle, ping_after, reset_timeout;
+    double expire_before; /* expire_connections(): connections opened before it are replaced */
     int pre_ping;
     int reset_mode;        /* RESET_* */
     PyObject *reset_cb;    /* RESET_CALLABLE: (conn) -> awaitable of bool (True: reusable) */

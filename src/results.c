@@ -24,10 +24,12 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
 #endif
     case PGRES_TUPLES_OK:
         op->chunk_tried = 1; /* too late to ask (or asked and done) */
-        if (op->step == STEP_EXEC && !op->abandoned && op->kind == OPK_QUERY &&
+        if (op->step == STEP_EXEC && !op->abandoned &&
+            (op->kind == OPK_QUERY || (op->kind == OPK_MANY && op->mode == AGENTDB_MODE_ALL)) &&
             op->mode != AGENTDB_MODE_STATUS && op->mode != AGENTDB_MODE_NONE &&
             op->error == NULL) {
-            if (agentdb_op_take_rows(c, op, res, 0) < 0) {
+            /* fetchmany(): each execution's rows gather in op->rows, as chunks do */
+            if (agentdb_op_take_rows(c, op, res, op->kind == OPK_MANY) < 0) {
                 agentdb_op_take_error(op);
             }
         }
@@ -147,6 +149,10 @@ static void op_finalize(agentdb_Op *op)
         if (op->result == NULL) {
             agentdb_op_take_error(op);
         }
+    }
+    else if (op->kind == OPK_MANY && op->mode == AGENTDB_MODE_ALL && op->rows != NULL) {
+        op->result = op->rows; /* fetchmany(): every execution's rows */
+        op->rows = NULL;
     }
     else if (op->result == NULL) {
         /* A statement without rows asked for rows. */

@@ -109,7 +109,7 @@ async def _copy_format(conn: agentdb.Connection, table: str, columns: list[str] 
     """The COPY statement copy_records_to_table sends for ``table`` (binary or text)."""
     from agentdb import copy_format
 
-    rows = await conn.fetch(copy_format.columns_sql(conn.get_server_version()), table)
+    rows = await conn.fetch(copy_format.columns_sql(conn._server_version_num()), table)
     sql, _ = copy_format.copy_records(rows, table, columns, None, [])
     return sql
 
