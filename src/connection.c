@@ -4,6 +4,7 @@
 #include "conn_int.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 int agentdb_connection_check(agentdb_state *st, PyObject *obj)
@@ -269,6 +270,56 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
     return fut;
 }
 
+/* _sa_execute(sql, args: tuple, begin: str | None, timeout=None) -> Future[(rows,
+   description | None, rowcount, ddl)]: the SQLAlchemy adapter's one call per statement.
+   `begin` (a BEGIN statement, when the adapter opens a transaction) is sent with the
+   statement under one sync: one message, one answer, and if it fails the statement does
+   not run.  `description` is PEP 249's, made once per prepared statement; `rowcount`
+   comes from the command tag (-1 when it has none); `ddl` says the statement created,
+   altered or dropped something other than a temporary object. */
+static PyObject *Connection__sa_execute(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                        PyObject *kwnames)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = agentdb_conn_st(c);
+    agentdb_kwargs kw;
+    if (nargs != 3 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1]) ||
+        (args[2] != Py_None && !PyUnicode_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_sa_execute(sql: str, args: tuple, begin: str | None, timeout=None)");
+        return NULL;
+    }
+    if (agentdb_parse_kwargs("_sa_execute", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
+        return NULL;
+    }
+    PyObject *begin = args[2] == Py_None ? NULL : args[2];
+    if (begin != NULL) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(begin, &n);
+        if (s == NULL || agentdb_sql_utf8(begin) == NULL) {
+            return NULL;
+        }
+        if (memchr(s, ';', (size_t)n) != NULL || agentdb_sql_classify(s, n) != AGENTDB_SQL_BEGIN) {
+            PyErr_SetString(PyExc_ValueError,
+                            "_sa_execute: begin must be one BEGIN statement (or None)");
+            return NULL;
+        }
+    }
+    if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, NULL);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (agentdb_conn_submit_prefixed(c, fut, AGENTDB_MODE_SA, args[0], args[1], kw.timeout,
+                                     begin) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
 static PyObject *Connection_executemany(PyObject *self, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -507,6 +558,8 @@ static PyMethodDef Connection_methods[] = {
      "args, in one round trip and one implicit transaction (atomic)."},
     {"_query", (PyCFunction)(void (*)(void))Connection__query, METH_FASTCALL | METH_KEYWORDS,
      NULL},
+    {"_sa_execute", (PyCFunction)(void (*)(void))Connection__sa_execute,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_copy", (PyCFunction)(void (*)(void))agentdb_Connection__copy, METH_FASTCALL | METH_KEYWORDS,
      NULL},
     {"_copy_hold", (PyCFunction)(void (*)(void))agentdb_Connection__copy_hold,
@@ -674,6 +727,9 @@ static PyMemberDef Connection_members[] = {
      "The stack of open Transaction objects (emptied when a pool takes it back)."},
     {"_lease", Py_T_ULONGLONG, offsetof(agentdb_Connection, lease), Py_READONLY,
      "How many times a pool took it back: a Transaction notes it when it starts."},
+    {"_session_epoch", Py_T_ULONGLONG, offsetof(agentdb_Connection, session_resets), Py_READONLY,
+     "How many session resets were queued on it: what was set in the session before "
+     "(by a SQLAlchemy 'connect' event) is gone when it changes."},
     {NULL, 0, 0, 0, NULL},
 };
 
