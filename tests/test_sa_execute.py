@@ -99,3 +99,41 @@ async def test_closed_connection(pg_dsn: str) -> None:
     await c.close()
     with pytest.raises(agentdb.InterfaceError):
         c._sa_execute("SELECT 1", (), None)
+
+
+async def test_dialect_cursor_hands_rows_out_by_position(pg_dsn: str) -> None:
+    """The adapter's cursor reads the core's list by position: fetchone, fetchmany and
+    fetchall partition the rows, and fetchall after nothing was read is that list."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.util import greenlet_spawn
+
+    from agentdb.settings import agentdb_url
+
+    engine = create_async_engine(agentdb_url(pg_dsn), pool_size=1, max_overflow=0)
+
+    def body() -> list[Any]:
+        fairy = engine.sync_engine.raw_connection()
+        try:
+            cur = fairy.cursor()
+            cur.execute("SELECT g FROM generate_series(1, 6) g")
+            assert cur.rowcount == 6
+            assert [d[0] for d in cur.description] == ["g"]
+            out: list[Any] = [cur.fetchone()[0], [r[0] for r in cur.fetchmany(2)]]
+            out.append([r[0] for r in cur.fetchall()])
+            out.append((cur.fetchone(), cur.fetchmany(3), cur.fetchall()))
+            cur.execute("SELECT 1 AS a")
+            rows = cur.fetchall()
+            out.append((type(rows), [tuple(r) for r in rows]))
+            cur.execute("SELECT g FROM generate_series(1, 3) g")
+            out.append([r[0] for r in cur])
+            cur.close()
+            return out
+        finally:
+            fairy.close()
+
+    try:
+        assert await greenlet_spawn(body) == [
+            1, [2, 3], [4, 5, 6], (None, [], []), (list, [(1,)]), [1, 2, 3]
+        ]
+    finally:
+        await engine.dispose()
