@@ -126,7 +126,7 @@ class Connection:
     ) -> Awaitable[
         tuple[list[Record], tuple[str, ...] | None, tuple[int, ...] | None, str]
     ]: ...
-    def _sa_execute(
+    def _dbapi_execute(
         self,
         query: str,
         args: tuple[Any, ...],

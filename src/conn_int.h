@@ -68,13 +68,13 @@ struct agentdb_Op {
        `orphaned`: the connection closed meanwhile (it was completed, and unlinked). */
     int encoding, orphaned;
     agentdb_op_done_fn done;
-    /* Sent ahead of the statement in the same phase (one sync): BEGIN, for the SQLAlchemy
+    /* Sent ahead of the statement in the same phase (one sync): BEGIN, for a PEP 249
        adapter.  If it fails the statement does not run.  `prefix_pending`: the results
        being read are still the prefix's; `begin_ok`: it succeeded. */
     PyObject *prefix;
     int prefix_pending, begin_ok;
-    long long rowcount; /* AGENTDB_MODE_SA: the command tag's row count, or -1 */
-    int ddl;            /* AGENTDB_MODE_SA: CREATE/ALTER/DROP of a non-temporary object */
+    long long rowcount; /* AGENTDB_MODE_DBAPI: the command tag's row count, or -1 */
+    int ddl;            /* AGENTDB_MODE_DBAPI: CREATE/ALTER/DROP of a non-temporary object */
 };
 
 struct agentdb_Connection {

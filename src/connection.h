@@ -22,8 +22,8 @@ enum {
     AGENTDB_MODE_VAL,    /* a column of the first row or None */
     AGENTDB_MODE_RAW,    /* (rows, names | None, type oids | None, command tag) */
     AGENTDB_MODE_NONE,   /* None */
-    /* The SQLAlchemy adapter's: (rows, description | None, rowcount, ddl) */
-    AGENTDB_MODE_SA,
+    /* A PEP 249 adapter's: (rows, description | None, rowcount, ddl) */
+    AGENTDB_MODE_DBAPI,
 };
 
 /* OPK_PLAIN: one statement without arguments or preparation (transaction

@@ -190,7 +190,7 @@ void agentdb_op_ask_chunks(agentdb_Connection *c, agentdb_Op *op)
     if (op == c->head && !op->chunk_tried && op->step == STEP_EXEC &&
         op->st != OPST_SIMPLE && op->kind == OPK_QUERY && !op->prefix_pending &&
         (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW ||
-         op->mode == AGENTDB_MODE_SA)) {
+         op->mode == AGENTDB_MODE_DBAPI)) {
         op->chunk_tried = PQsetChunkedRowsMode(c->pg, AGENTDB_CHUNK_ROWS);
     }
 #else

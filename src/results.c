@@ -42,7 +42,7 @@ static int creates_temp(PyObject *sql)
     return take_word(&s, "TEMP") || take_word(&s, "TEMPORARY");
 }
 
-/* AGENTDB_MODE_SA: the row count of the command tag (PQcmdTuples: INSERT, UPDATE,
+/* AGENTDB_MODE_DBAPI: the row count of the command tag (PQcmdTuples: INSERT, UPDATE,
    DELETE, MERGE, SELECT, FETCH, MOVE, COPY) and whether it was DDL (CREATE, ALTER, DROP
    of anything but a temporary object). */
 static void op_take_tag(agentdb_Op *op, const PGresult *res)
@@ -89,7 +89,7 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
         if (op->step == STEP_EXEC && !op->abandoned && op->error == NULL &&
             op->kind == OPK_QUERY &&
             (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW ||
-             op->mode == AGENTDB_MODE_SA) &&
+             op->mode == AGENTDB_MODE_DBAPI) &&
             agentdb_op_take_rows(c, op, res, 1) < 0) {
             agentdb_op_take_error(op);
         }
@@ -118,7 +118,7 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
             }
         }
         else if (op->step == STEP_EXEC && op->kind != OPK_MANY) {
-            if (op->mode == AGENTDB_MODE_SA) {
+            if (op->mode == AGENTDB_MODE_DBAPI) {
                 op_take_tag(op, res); /* its value is rows and numbers, not the tag */
                 break;
             }
@@ -216,7 +216,7 @@ static void op_finalize(agentdb_Op *op)
         }
         Py_XSETREF(op->result, t);
     }
-    else if (op->mode == AGENTDB_MODE_SA) {
+    else if (op->mode == AGENTDB_MODE_DBAPI) {
         /* (rows, RecordDesc | None) from agentdb_op_take_rows, or nothing without rows */
         PyObject *rows = NULL, *descr = NULL;
         if (op->result != NULL) {

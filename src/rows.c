@@ -154,7 +154,7 @@ int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *
         break;
     case AGENTDB_MODE_ALL:
     case AGENTDB_MODE_RAW:
-    case AGENTDB_MODE_SA: {
+    case AGENTDB_MODE_DBAPI: {
         if (decode_rows_into(st, res, ncols, desc, dec, &op->rows) < 0) {
             goto error;
         }
@@ -171,7 +171,7 @@ int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *
                                         d ? d->types : Py_None);
             out = t;
         }
-        else if (op->mode == AGENTDB_MODE_SA) {
+        else if (op->mode == AGENTDB_MODE_DBAPI) {
             out = Py_BuildValue("(NO)", out, desc ? desc : Py_None);
         }
         break;

@@ -123,7 +123,7 @@ static int queue_session_reset(agentdb_Connection *c, double timeout, agentdb_op
     op->done = done;
     op->fut = Py_XNewRef(fut);
     c->session_flags = 0;
-    c->session_resets++; /* state set since (a SQLAlchemy "connect" event's) is gone */
+    c->session_resets++; /* what was set in the session before is gone */
     return agentdb_conn_enqueue(c, op, timeout);
 }
 

@@ -233,12 +233,7 @@ class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
         self._buffer.clear()
         return out
 
-    def __iter__(self) -> Any:
-        while True:
-            row = self.fetchone()
-            if row is None:
-                return
-            yield row
+    __iter__ = AgentdbCursor.__iter__  # (fetchone() above: its buffer)
 
     def close(self) -> None:  # type: ignore[override]
         name, self._name = self._name, None
@@ -325,7 +320,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             self._sync_cache()
         begin = self._begin_sql()
         try:
-            return await_only(conn._sa_execute(operation, args, begin))
+            return await_only(conn._dbapi_execute(operation, args, begin))
         except Exception as error:
             if begin is None or not _is_stale_statement(error):
                 self._handle_exception(error)
@@ -334,7 +329,7 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             # roll back and run it again (the core forgot its cached plans).
             try:
                 await_only(conn._query("ROLLBACK", ()))
-                return await_only(conn._sa_execute(operation, args, begin))
+                return await_only(conn._dbapi_execute(operation, args, begin))
             except Exception as retry_error:
                 self._handle_exception(retry_error)
 

@@ -1,4 +1,4 @@
-"""``Connection._sa_execute``: the SQLAlchemy adapter's one call per statement (BEGIN and
+"""``Connection._dbapi_execute``: the PEP 249 adapter's one call per statement (BEGIN and
 the statement under one sync, PEP 249 description, row count and DDL flag from the core)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import agentdb
 
 
 async def test_rows_description_rowcount(conn: Any) -> None:
-    rows, desc, rowcount, ddl = await conn._sa_execute(
+    rows, desc, rowcount, ddl = await conn._dbapi_execute(
         "SELECT g AS n, g::text AS t FROM generate_series(1, $1::int) g", (3,), None
     )
     assert [tuple(r) for r in rows] == [(1, "1"), (2, "2"), (3, "3")]
@@ -21,34 +21,34 @@ async def test_rows_description_rowcount(conn: Any) -> None:
         ("t", 25, None, None, None, None, None),
     )
     assert (rowcount, ddl) == (3, False)
-    again = await conn._sa_execute(
+    again = await conn._dbapi_execute(
         "SELECT g AS n, g::text AS t FROM generate_series(1, $1::int) g", (1,), None
     )
     assert again[1] is desc  # made once per prepared statement
 
 
 async def test_commands_without_rows(conn: Any) -> None:
-    run = conn._sa_execute
+    run = conn._dbapi_execute
     assert await run("CREATE TEMP TABLE sa_x (a int)", (), None) == ([], None, -1, False)
     assert (await run("INSERT INTO sa_x SELECT generate_series(1, 4)", (), None))[2:] == (4, False)
     assert (await run("UPDATE sa_x SET a = a + 1 WHERE a > $1::int", (2,), None))[2] == 2
-    assert (await conn._sa_execute("DELETE FROM sa_x", (), None))[2] == 4
-    assert (await conn._sa_execute("SET application_name = 'x'", (), None))[2:] == (-1, False)
+    assert (await conn._dbapi_execute("DELETE FROM sa_x", (), None))[2] == 4
+    assert (await conn._dbapi_execute("SET application_name = 'x'", (), None))[2:] == (-1, False)
 
 
 async def test_ddl_flag(conn: Any) -> None:
     try:
-        assert (await conn._sa_execute("CREATE TABLE sa_ddl (a int)", (), None))[3] is True
-        assert (await conn._sa_execute("ALTER TABLE sa_ddl ADD b int", (), None))[3] is True
-        temp = await conn._sa_execute("CREATE LOCAL TEMPORARY TABLE sa_t (a int)", (), None)
+        assert (await conn._dbapi_execute("CREATE TABLE sa_ddl (a int)", (), None))[3] is True
+        assert (await conn._dbapi_execute("ALTER TABLE sa_ddl ADD b int", (), None))[3] is True
+        temp = await conn._dbapi_execute("CREATE LOCAL TEMPORARY TABLE sa_t (a int)", (), None)
         assert temp[3] is False
     finally:
-        assert (await conn._sa_execute("DROP TABLE IF EXISTS sa_ddl", (), None))[3] is True
+        assert (await conn._dbapi_execute("DROP TABLE IF EXISTS sa_ddl", (), None))[3] is True
 
 
 async def test_begin_goes_with_the_statement(conn: Any) -> None:
     assert not conn.is_in_transaction()
-    fut = conn._sa_execute("SELECT 1 AS one", (), "BEGIN ISOLATION LEVEL REPEATABLE READ")
+    fut = conn._dbapi_execute("SELECT 1 AS one", (), "BEGIN ISOLATION LEVEL REPEATABLE READ")
     assert conn.is_in_transaction()  # once what was issued has run
     rows, _, rowcount, _ = await fut
     assert (rows[0]["one"], rowcount) == (1, 1)
@@ -59,7 +59,7 @@ async def test_begin_goes_with_the_statement(conn: Any) -> None:
 
 async def test_a_failing_statement_leaves_the_transaction_failed(conn: Any) -> None:
     with pytest.raises(agentdb.errors.DivisionByZero):
-        await conn._sa_execute("SELECT 1 / $1::int", (0,), "BEGIN")
+        await conn._dbapi_execute("SELECT 1 / $1::int", (0,), "BEGIN")
     assert conn.get_transaction_status() == "inerror"
     assert conn.is_in_transaction()
     await conn.execute("ROLLBACK")
@@ -69,28 +69,30 @@ async def test_a_failing_begin_runs_nothing(conn: Any) -> None:
     await conn.execute("CREATE TEMP TABLE sa_never (a int)")
     with pytest.raises(agentdb.Error):
         # a BEGIN the server rejects: an unknown isolation level is a syntax error
-        await conn._sa_execute("INSERT INTO sa_never VALUES (1)", (), "BEGIN ISOLATION LEVEL BOGUS")
+        await conn._dbapi_execute(
+            "INSERT INTO sa_never VALUES (1)", (), "BEGIN ISOLATION LEVEL BOGUS"
+        )
     assert await conn.fetchval("SELECT count(*) FROM sa_never") == 0
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("SELECT 1", [], None), "_sa_execute(sql: str, args: tuple"),
-        ((b"SELECT 1", (), None), "_sa_execute(sql: str, args: tuple"),
-        (("SELECT 1", (), 5), "_sa_execute(sql: str, args: tuple"),
-        (("SELECT 1", ()), "_sa_execute(sql: str, args: tuple"),
+        (("SELECT 1", [], None), "_dbapi_execute(sql: str, args: tuple"),
+        ((b"SELECT 1", (), None), "_dbapi_execute(sql: str, args: tuple"),
+        (("SELECT 1", (), 5), "_dbapi_execute(sql: str, args: tuple"),
+        (("SELECT 1", ()), "_dbapi_execute(sql: str, args: tuple"),
     ],
 )
 async def test_bad_arguments(conn: Any, args: tuple[Any, ...], message: str) -> None:
     with pytest.raises(TypeError, match=re.escape(message)):
-        conn._sa_execute(*args)
+        conn._dbapi_execute(*args)
 
 
 @pytest.mark.parametrize("begin", ["COMMIT", "SELECT 1", "BEGIN; DROP TABLE x", "BEGIN\x00"])
 async def test_begin_must_be_one_begin(conn: Any, begin: str) -> None:
     with pytest.raises(ValueError):
-        conn._sa_execute("SELECT 1", (), begin)
+        conn._dbapi_execute("SELECT 1", (), begin)
     assert await conn.fetchval("SELECT 1") == 1  # nothing was queued
 
 
@@ -98,7 +100,7 @@ async def test_closed_connection(pg_dsn: str) -> None:
     c = await agentdb.connect(pg_dsn)
     await c.close()
     with pytest.raises(agentdb.InterfaceError):
-        c._sa_execute("SELECT 1", (), None)
+        c._dbapi_execute("SELECT 1", (), None)
 
 
 async def test_dialect_cursor_hands_rows_out_by_position(pg_dsn: str) -> None:
