@@ -95,6 +95,8 @@ class Connection:
     def _transactions(self) -> list[Any]: ...
     @property
     def _lease(self) -> int: ...
+    @property
+    def _session_epoch(self) -> int: ...
     def _connect(
         self, keywords: list[str], values: list[str], timeout: float | None, secret: str | None
     ) -> Awaitable[Connection]: ...
@@ -133,6 +135,15 @@ class Connection:
     ) -> Awaitable[
         tuple[list[Record], tuple[str, ...] | None, tuple[int, ...] | None, str]
     ]: ...
+    def _dbapi_execute(
+        self,
+        query: str,
+        args: tuple[Any, ...],
+        begin: str | None,
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> Awaitable[tuple[list[Record], tuple[tuple[Any, ...], ...] | None, int, bool]]: ...
     def _copy(
         self, query: str, data: bytes | None, *, timeout: float | None = None
     ) -> Awaitable[Any]: ...

@@ -69,6 +69,13 @@ struct agentdb_Op {
        `orphaned`: the connection closed meanwhile (it was completed, and unlinked). */
     int encoding, orphaned;
     agentdb_op_done_fn done;
+    /* Sent ahead of the statement in the same phase (one sync): BEGIN, for a PEP 249
+       adapter.  If it fails the statement does not run.  `prefix_pending`: the results
+       being read are still the prefix's; `begin_ok`: it succeeded. */
+    PyObject *prefix;
+    int prefix_pending, begin_ok;
+    long long rowcount; /* AGENTDB_MODE_DBAPI: the command tag's row count, or -1 */
+    int ddl;            /* AGENTDB_MODE_DBAPI: CREATE/ALTER/DROP of a non-temporary object */
 };
 
 struct agentdb_Connection {
@@ -116,6 +123,7 @@ struct agentdb_Connection {
        session was last reset: whether the next user needs a reset. */
     unsigned session_flags;
     unsigned long long lease; /* bumped each time its pool takes it back */
+    unsigned long long session_resets; /* session resets queued: the session's epoch */
     PyObject *transactions;   /* list: the stack of open Transaction objects */
     PGcancel *cancel;
     int cancel_pending;    /* cancel requests not yet delivered: hold the next statement */
@@ -178,6 +186,10 @@ agentdb_Op *agentdb_op_new(agentdb_Connection *c, int kind, int mode, PyObject *
                            PyObject *args);
 int agentdb_conn_check_ready(agentdb_Connection *c);
 int agentdb_conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout);
+/* Queue an OPK_QUERY whose `prefix` (a str: BEGIN, checked by the caller) goes ahead of
+   it in the same phase; 0 => queued, -1 => error set. */
+int agentdb_conn_submit_prefixed(agentdb_Connection *c, PyObject *fut, int mode, PyObject *sql,
+                                 PyObject *args, double timeout, PyObject *prefix);
 
 /* results.c */
 void agentdb_conn_read_results(agentdb_Connection *c);

@@ -181,6 +181,18 @@ int agentdb_fd_readable(int fd)
     return poll(&p, 1, 0);
 }
 
+int agentdb_connection_read_pending(agentdb_Connection *c)
+{
+    if (c->state != CONN_READY || c->pg == NULL || c->nops != 0 ||
+        agentdb_fd_readable(PQsocket(c->pg)) <= 0) {
+        return 0;
+    }
+    Py_INCREF(c); /* a pool's close hook may drop the last reference */
+    agentdb_conn_on_read((PyObject *)c, Py_None);
+    Py_DECREF(c);
+    return 1;
+}
+
 /* The watchdog, every second while statements are pending: when the socket
    has data and no read happened since the last tick, the loop stopped telling
    us (seen on uvloop when a server restart closes many sockets at once):

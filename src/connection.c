@@ -4,6 +4,7 @@
 #include "conn_int.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 int agentdb_connection_check(agentdb_state *st, PyObject *obj)
@@ -240,13 +241,30 @@ static PyObject *Connection_fetchval(PyObject *self, PyObject *const *args, Py_s
 }
 
 
+/* A future for one OPK_QUERY statement (`prefix`: see agentdb_conn_submit_prefixed). */
+static PyObject *conn_submit_query(agentdb_Connection *c, int mode, PyObject *sql, PyObject *args,
+                                   double timeout, PyObject *prefix)
+{
+    agentdb_state *st = agentdb_conn_st(c);
+    if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
+        return NULL;
+    }
+    PyObject *fut = agentdb_future_new(st, c->loop, NULL);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (agentdb_conn_submit_prefixed(c, fut, mode, sql, args, timeout, prefix) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
 /* _query(sql, args: tuple, timeout=None) -> (rows, names, types, status):
    one await per statement for the SQLAlchemy adapter. */
 static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames)
 {
-    agentdb_Connection *c = (agentdb_Connection *)self;
-    agentdb_state *st = agentdb_conn_st(c);
     agentdb_kwargs kw;
     if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "_query(sql: str, args: tuple, timeout=None)");
@@ -255,19 +273,48 @@ static PyObject *Connection__query(PyObject *self, PyObject *const *args, Py_ssi
     if (agentdb_parse_kwargs("_query", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) < 0) {
         return NULL;
     }
-    if (agentdb_conn_check_ready(c) < 0 || agentdb_conn_check_loop(c, st) < 0) {
+    return conn_submit_query((agentdb_Connection *)self, AGENTDB_MODE_RAW, args[0], args[1],
+                             kw.timeout, NULL);
+}
+
+/* _dbapi_execute(sql, args: tuple, begin: str | None, timeout=None) -> Future[(rows,
+   description | None, rowcount, ddl)]: a PEP 249 adapter's one call per statement.
+   `begin` (a BEGIN statement, when the adapter opens a transaction) is sent with the
+   statement under one sync: one message, one answer, and if it fails the statement does
+   not run.  `description` is PEP 249's, made once per prepared statement; `rowcount`
+   comes from the command tag (-1 when it has none); `ddl` says the statement created,
+   altered or dropped something other than a temporary object. */
+static PyObject *Connection__dbapi_execute(PyObject *self, PyObject *const *args,
+                                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    agentdb_kwargs kw;
+    if (nargs != 3 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1]) ||
+        (args[2] != Py_None && !PyUnicode_Check(args[2]))) {
+        PyErr_SetString(
+            PyExc_TypeError,
+            "_dbapi_execute(sql: str, args: tuple, begin: str | None, timeout=None)");
         return NULL;
     }
-    PyObject *fut = agentdb_future_new(st, c->loop, NULL);
-    if (fut == NULL) {
+    if (agentdb_parse_kwargs("_dbapi_execute", args, nargs, kwnames, AGENTDB_KW_TIMEOUT, &kw) <
+        0) {
         return NULL;
     }
-    if (agentdb_connection_submit(c, fut, OPK_QUERY, AGENTDB_MODE_RAW, args[0], args[1], 0,
-                                  kw.timeout, NULL, 0) < 0) {
-        Py_DECREF(fut);
-        return NULL;
+    PyObject *begin = args[2] == Py_None ? NULL : args[2];
+    if (begin != NULL) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(begin, &n);
+        if (s == NULL || agentdb_sql_utf8(begin) == NULL) {
+            return NULL;
+        }
+        if (memchr(s, ';', (size_t)n) != NULL ||
+            agentdb_sql_classify(s, n) != AGENTDB_SQL_BEGIN) {
+            PyErr_SetString(PyExc_ValueError,
+                            "_dbapi_execute: begin must be one BEGIN statement (or None)");
+            return NULL;
+        }
     }
-    return fut;
+    return conn_submit_query((agentdb_Connection *)self, AGENTDB_MODE_DBAPI, args[0], args[1],
+                             kw.timeout, begin);
 }
 
 /* executemany() (`mode` AGENTDB_MODE_NONE) and fetchmany() (AGENTDB_MODE_ALL: the rows of
@@ -529,6 +576,9 @@ static PyMethodDef Connection_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_query_uncached", (PyCFunction)(void (*)(void))agentdb_Connection__query_uncached,
      METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_dbapi_execute",
+     (PyCFunction)(void (*)(void))Connection__dbapi_execute, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
     {"_copy", (PyCFunction)(void (*)(void))agentdb_Connection__copy, METH_FASTCALL | METH_KEYWORDS,
      NULL},
     {"_copy_hold", (PyCFunction)(void (*)(void))agentdb_Connection__copy_hold,
@@ -701,6 +751,9 @@ static PyMemberDef Connection_members[] = {
      "The stack of open Transaction objects (emptied when a pool takes it back)."},
     {"_lease", Py_T_ULONGLONG, offsetof(agentdb_Connection, lease), Py_READONLY,
      "How many times a pool took it back: a Transaction notes it when it starts."},
+    {"_session_epoch", Py_T_ULONGLONG, offsetof(agentdb_Connection, session_resets), Py_READONLY,
+     "How many session resets were queued on it: what was set in the session before "
+     "(by whoever took the connection when it was new) is gone when it changes."},
     {NULL, 0, 0, 0, NULL},
 };
 

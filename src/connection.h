@@ -23,6 +23,8 @@ enum {
     AGENTDB_MODE_RAW,    /* (rows, names | None, type oids | None, command tag) */
     AGENTDB_MODE_NONE,   /* None */
     AGENTDB_MODE_DESCRIBE, /* (parameter type oids, RecordDesc | None): prepared, not run */
+    /* A PEP 249 adapter's: (rows, description | None, rowcount, ddl) */
+    AGENTDB_MODE_DBAPI,
 };
 /* OR'ed into a submit's `mode`: the statement is never prepared by name nor cached, its
    arguments typed as without a cache (server-side cursors' DECLARE and FETCH, whose texts
@@ -87,6 +89,11 @@ agentdb_PoolLink *agentdb_connection_link(agentdb_Connection *c);
 Py_ssize_t agentdb_connection_pending(agentdb_Connection *c);
 /* Whether its user changed the session since the last reset (SET, LISTEN, PREPARE...). */
 int agentdb_connection_session_dirty(agentdb_Connection *c);
+/* Read now what the server sent an idle connection, before the loop reports the socket
+   readable (a pool's pre-ping as it hands the connection out): 1 => something was read
+   (the connection may be closed now: a terminated backend's FATAL and EOF), 0 => nothing
+   was waiting. */
+int agentdb_connection_read_pending(agentdb_Connection *c);
 /* Open, and not holding new statements back (agentdb_connection_draining). */
 int agentdb_connection_accepts(agentdb_Connection *c);
 

@@ -26,6 +26,7 @@ void agentdb_op_free(agentdb_state *st, agentdb_Op *op)
     Py_XDECREF(op->status);
     Py_XDECREF(op->copy_data);
     Py_XDECREF(op->profile);
+    Py_XDECREF(op->prefix);
     PyMem_Free(op);
 }
 
@@ -187,8 +188,9 @@ void agentdb_op_ask_chunks(agentdb_Connection *c, agentdb_Op *op)
     /* Only at the head of the FIFO: libpq applies the mode to its current command, which
        is this op's Execute only when every statement sent before it is finished. */
     if (op == c->head && !op->chunk_tried && op->step == STEP_EXEC &&
-        op->st != OPST_SIMPLE && op->kind == OPK_QUERY &&
-        (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW)) {
+        op->st != OPST_SIMPLE && op->kind == OPK_QUERY && !op->prefix_pending &&
+        (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW ||
+         op->mode == AGENTDB_MODE_DBAPI)) {
         op->chunk_tried = PQsetChunkedRowsMode(c->pg, AGENTDB_CHUNK_ROWS);
     }
 #else
@@ -337,10 +339,16 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
     }
     else if (op->kind == OPK_QUERY) {
         agentdb_params *p = &ps[0];
-        ok = s ? PQsendQueryPrepared(pg, s->name, p->n, p->values, p->lengths, p->formats,
+        if (op->prefix != NULL) {
+            const char *prefix = PyUnicode_AsUTF8(op->prefix); /* checked when queued */
+            ok = prefix != NULL && PQsendQueryParams(pg, prefix, 0, NULL, NULL, NULL, NULL, 0);
+            op->prefix_pending = ok;
+            ncmds = 2;
+        }
+        ok = ok && (s ? PQsendQueryPrepared(pg, s->name, p->n, p->values, p->lengths, p->formats,
                                      s->binary)
                : PQsendQueryParams(pg, sql, p->n, p->types, p->values, p->lengths, p->formats,
-                                   0);
+                                   0));
         params_free_all(ps, n);
     }
     else { /* OPK_MANY: every row, one sync: one implicit transaction (atomic) */
@@ -545,6 +553,7 @@ agentdb_Op *agentdb_op_new(agentdb_Connection *c, int kind, int mode, PyObject *
         return NULL;
     }
     op->id = ++c->next_op_id;
+    op->rowcount = -1;
     op->kind = kind;
     op->mode = mode;
     op->sql = Py_NewRef(sql);
@@ -721,9 +730,26 @@ static int sql_flags(agentdb_state *st, PyObject *sql, PyObject *profile, unsign
     return agentdb_sql_refuse(st, *flags);
 }
 
+static int conn_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode, PyObject *sql,
+                       PyObject *args, int column, double timeout, PyObject *profile,
+                       double est, PyObject *prefix);
+
 int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode,
                               PyObject *sql, PyObject *args, int column, double timeout,
                               PyObject *profile, double est)
+{
+    return conn_submit(c, fut, kind, mode, sql, args, column, timeout, profile, est, NULL);
+}
+
+int agentdb_conn_submit_prefixed(agentdb_Connection *c, PyObject *fut, int mode, PyObject *sql,
+                                 PyObject *args, double timeout, PyObject *prefix)
+{
+    return conn_submit(c, fut, OPK_QUERY, mode, sql, args, 0, timeout, NULL, 0, prefix);
+}
+
+static int conn_submit(agentdb_Connection *c, PyObject *fut, int kind, int mode, PyObject *sql,
+                       PyObject *args, int column, double timeout, PyObject *profile,
+                       double est, PyObject *prefix)
 {
     agentdb_state *st = agentdb_conn_st(c);
     unsigned flags;
@@ -756,6 +782,7 @@ int agentdb_connection_submit(agentdb_Connection *c, PyObject *fut, int kind, in
     }
     op->uncached = uncached && kind == OPK_QUERY; /* executemany needs its statement */
     op->column = column;
+    op->prefix = Py_XNewRef(prefix);
     op->sqlflags = flags;
     op->profile = Py_XNewRef(profile);
     op->est = est;

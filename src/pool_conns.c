@@ -311,12 +311,19 @@ static int pool_expired(agentdb_Pool *p, agentdb_Connection *c, double now)
 
 /* Pop a usable idle connection (new reference) or NULL. Dead and expired
    ones are closed; ones idle longer than ping_after get a ping first (they
-   come back through agentdb_pool_make_available) and are skipped here. */
+   come back through agentdb_pool_make_available) and are skipped here.  With
+   pre_ping, what the server sent an idle connection is read before it is handed out
+   (no round trip): a backend terminated since is noticed even when the loop has not
+   yet reported its socket readable. */
 agentdb_Connection *agentdb_pool_pop_idle(agentdb_Pool *p)
 {
     double now = agentdb_monotonic();
     while (PyList_GET_SIZE(p->idle) > 0) {
         Py_ssize_t last = PyList_GET_SIZE(p->idle) - 1;
+        if (p->pre_ping &&
+            agentdb_connection_read_pending((agentdb_Connection *)PyList_GET_ITEM(p->idle, last))) {
+            continue; /* it read something (a FATAL?): maybe closed and gone; look again */
+        }
         agentdb_Connection *c = (agentdb_Connection *)Py_NewRef(PyList_GET_ITEM(p->idle, last));
         if (PyList_SetSlice(p->idle, last, last + 1, NULL) < 0) {
             Py_DECREF(c);

@@ -37,6 +37,7 @@ static PyObject *recorddesc_new(agentdb_state *st, PyObject *names, PyObject *ty
     desc->names = Py_NewRef(names);
     desc->index = index;
     desc->types = Py_NewRef(types);
+    desc->description = NULL;
     PyObject_GC_Track(desc);
     return (PyObject *)desc;
 
@@ -77,12 +78,37 @@ error:
     return desc;
 }
 
+PyObject *agentdb_recorddesc_description(agentdb_RecordDesc *desc)
+{
+    if (desc->description != NULL) {
+        return Py_NewRef(desc->description);
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(desc->names);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *col = PyTuple_Pack(7, PyTuple_GET_ITEM(desc->names, i),
+                                     PyTuple_GET_ITEM(desc->types, i), Py_None, Py_None, Py_None,
+                                     Py_None, Py_None);
+        if (col == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, col);
+    }
+    desc->description = Py_NewRef(out);
+    return out;
+}
+
 static int recorddesc_traverse(agentdb_RecordDesc *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->names);
     Py_VISIT(self->index);
     Py_VISIT(self->types);
+    Py_VISIT(self->description);
     return 0;
 }
 
@@ -91,6 +117,7 @@ static int recorddesc_clear(agentdb_RecordDesc *self)
     Py_CLEAR(self->names);
     Py_CLEAR(self->index);
     Py_CLEAR(self->types);
+    Py_CLEAR(self->description);
     return 0;
 }
 

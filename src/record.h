@@ -10,6 +10,7 @@ typedef struct {
     PyObject *names;  /* tuple of str: column names, in order */
     PyObject *index;  /* dict: name -> int position (first column wins on duplicates) */
     PyObject *types;  /* tuple of int: the type OID of each column */
+    PyObject *description; /* PEP 249 cursor.description, made on first use, or NULL */
 } agentdb_RecordDesc;
 
 typedef struct {
@@ -21,6 +22,10 @@ typedef struct {
 
 /* A new RecordDesc for the columns of `res` (names decoded as UTF-8). */
 PyObject *agentdb_recorddesc_from_result(agentdb_state *st, const PGresult *res);
+
+/* PEP 249's cursor.description for these columns (new reference): a tuple of
+   (name, type OID, None, None, None, None, None), made once per RecordDesc. */
+PyObject *agentdb_recorddesc_description(agentdb_RecordDesc *desc);
 
 /* A new Record of `n` values, all NULL: fill every slot with
    AGENTDB_RECORD_SET before it is seen by Python code. */

@@ -3,20 +3,93 @@
    cache, the retry of a stale statement), and the op's final value. */
 #include "conn_int.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* The next word of `*p` (after blanks) is `w`, case-insensitively, followed by a blank:
+   1 and *p moved past it, else 0. */
+static int take_word(const char **p, const char *w)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') {
+        s++;
+    }
+    size_t n = strlen(w);
+    if (strncasecmp(s, w, n) != 0 ||
+        !(s[n] == ' ' || s[n] == '\t' || s[n] == '\n' || s[n] == '\r')) {
+        return 0;
+    }
+    *p = s + n;
+    return 1;
+}
+
+/* CREATE [GLOBAL | LOCAL] {TEMP | TEMPORARY} ...: a temporary object, which changes no
+   plan of another session (it is not DDL for the statement caches). */
+static int creates_temp(PyObject *sql)
+{
+    const char *s = PyUnicode_AsUTF8(sql);
+    if (s == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (!take_word(&s, "CREATE")) {
+        return 0;
+    }
+    if (!take_word(&s, "GLOBAL")) {
+        (void)take_word(&s, "LOCAL");
+    }
+    return take_word(&s, "TEMP") || take_word(&s, "TEMPORARY");
+}
+
+/* AGENTDB_MODE_DBAPI: the row count of the command tag (PQcmdTuples: INSERT, UPDATE,
+   DELETE, MERGE, SELECT, FETCH, MOVE, COPY) and whether it was DDL (CREATE, ALTER, DROP
+   of anything but a temporary object). */
+static void op_take_tag(agentdb_Op *op, const PGresult *res)
+{
+    const char *n = PQcmdTuples((PGresult *)res);
+    op->rowcount = *n ? strtoll(n, NULL, 10) : -1;
+    const char *tag = PQcmdStatus((PGresult *)res);
+    op->ddl = (strncmp(tag, "CREATE", 6) == 0 || strncmp(tag, "ALTER", 5) == 0 ||
+               strncmp(tag, "DROP", 4) == 0) &&
+              !creates_temp(op->sql);
+}
+
+/* A result of the op's prefix (BEGIN): noted, never the op's value. */
+static void op_take_prefix_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
+{
+    ExecStatusType status = PQresultStatus(res);
+    if (status == PGRES_COMMAND_OK) {
+        op->begin_ok = 1;
+    }
+    else if (status != PGRES_PIPELINE_SYNC && status != PGRES_PIPELINE_ABORTED) {
+        PyObject *exc = agentdb_error_from_result(agentdb_conn_st(c), res);
+        if (exc == NULL) {
+            agentdb_op_take_error(op);
+        }
+        else {
+            agentdb_op_set_error(op, exc);
+        }
+    }
+}
 
 /* One PGresult for the head op. */
 static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
 {
     agentdb_state *st = agentdb_conn_st(c);
     ExecStatusType status = PQresultStatus(res);
+    if (op->prefix_pending) {
+        op_take_prefix_result(c, op, res);
+        return;
+    }
     switch (status) {
 #ifdef LIBPQ_HAS_CHUNK_MODE
     case PGRES_TUPLES_CHUNK:
         op->chunk_tried = 1;
         if (op->step == STEP_EXEC && !op->abandoned && op->error == NULL &&
             op->kind == OPK_QUERY &&
-            (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW) &&
+            (op->mode == AGENTDB_MODE_ALL || op->mode == AGENTDB_MODE_RAW ||
+             op->mode == AGENTDB_MODE_DBAPI) &&
             agentdb_op_take_rows(c, op, res, 1) < 0) {
             agentdb_op_take_error(op);
         }
@@ -47,6 +120,10 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
             }
         }
         else if (op->step == STEP_EXEC && op->kind != OPK_MANY) {
+            if (op->mode == AGENTDB_MODE_DBAPI) {
+                op_take_tag(op, res); /* its value is rows and numbers, not the tag */
+                break;
+            }
             Py_XSETREF(op->status, PyUnicode_FromString(PQcmdStatus(res)));
             if (op->status == NULL) {
                 agentdb_op_take_error(op);
@@ -141,6 +218,30 @@ static void op_finalize(agentdb_Op *op)
         }
         Py_XSETREF(op->result, t);
     }
+    else if (op->mode == AGENTDB_MODE_DBAPI) {
+        /* (rows, RecordDesc | None) from agentdb_op_take_rows, or nothing without rows */
+        PyObject *rows = NULL, *descr = NULL;
+        if (op->result != NULL) {
+            PyObject *desc = PyTuple_GET_ITEM(op->result, 1);
+            rows = Py_NewRef(PyTuple_GET_ITEM(op->result, 0));
+            descr = desc == Py_None
+                        ? Py_NewRef(Py_None)
+                        : agentdb_recorddesc_description((agentdb_RecordDesc *)desc);
+        }
+        else {
+            rows = PyList_New(0);
+            descr = Py_NewRef(Py_None);
+        }
+        PyObject *t = rows && descr ? Py_BuildValue("(OOLO)", rows, descr, op->rowcount,
+                                                    op->ddl ? Py_True : Py_False)
+                                    : NULL;
+        Py_XDECREF(rows);
+        Py_XDECREF(descr);
+        if (t == NULL) {
+            agentdb_op_take_error(op);
+        }
+        Py_XSETREF(op->result, t);
+    }
     else if (op->mode == AGENTDB_MODE_RAW) {
         PyObject *rows = PyList_New(0);
         op->result = rows ? Py_BuildValue("(NOOO)", rows, Py_None, Py_None,
@@ -179,6 +280,9 @@ static void op_measure(agentdb_Connection *c, agentdb_Op *op)
    are pipelined it follows from what the statement is and whether it failed. */
 static int txn_after(int before, const agentdb_Op *op, int executed)
 {
+    if (executed && op->begin_ok) {
+        before = PQTRANS_INTRANS; /* its prefix, BEGIN, ran */
+    }
     if (executed && op->error == NULL && (op->sqlflags & AGENTDB_SQL_BEGIN)) {
         return PQTRANS_INTRANS;
     }
@@ -230,6 +334,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
            prepare again transparently. */
         PyDict_Clear(c->stmts);
         op->retried = 1;
+        op->begin_ok = 0;
         Py_CLEAR(op->error);
         Py_CLEAR(op->stmt);
         Py_CLEAR(op->result);
@@ -318,6 +423,7 @@ void agentdb_conn_read_results(agentdb_Connection *c)
                 break;
             }
             op->phase_cmds--;
+            op->prefix_pending = 0; /* the next results are the statement's */
             if (op->step == STEP_PREPARE) {
                 op->step = STEP_DESCRIBE;
             }

@@ -153,7 +153,8 @@ int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *
                                        : Py_NewRef(Py_None);
         break;
     case AGENTDB_MODE_ALL:
-    case AGENTDB_MODE_RAW: {
+    case AGENTDB_MODE_RAW:
+    case AGENTDB_MODE_DBAPI: {
         if (decode_rows_into(st, res, ncols, desc, dec, &op->rows) < 0) {
             goto error;
         }
@@ -169,6 +170,9 @@ int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *
             PyObject *t = Py_BuildValue("(NOO)", out, d ? d->names : Py_None,
                                         d ? d->types : Py_None);
             out = t;
+        }
+        else if (op->mode == AGENTDB_MODE_DBAPI) {
+            out = Py_BuildValue("(NO)", out, desc ? desc : Py_None);
         }
         break;
     }

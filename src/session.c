@@ -22,6 +22,9 @@ int agentdb_connection_txn_expected(agentdb_Connection *c)
         if (op->st == OPST_FAILED) {
             continue; /* never reaches the server */
         }
+        if (op->prefix != NULL) {
+            t = PQTRANS_INTRANS; /* its BEGIN, then what the statement itself does */
+        }
         if (op->sqlflags & AGENTDB_SQL_BEGIN) {
             t = PQTRANS_INTRANS;
         }
@@ -120,6 +123,7 @@ static int queue_session_reset(agentdb_Connection *c, double timeout, agentdb_op
     op->done = done;
     op->fut = Py_XNewRef(fut);
     c->session_flags = 0;
+    c->session_resets++; /* what was set in the session before is gone */
     return agentdb_conn_enqueue(c, op, timeout);
 }
 

@@ -251,7 +251,9 @@ async def test_user_prepared_statements_are_dropped_and_ours_prepared_again(
 
 async def test_sqlalchemy_keeps_connect_event_state_and_rolls_back(pg_dsn: str) -> None:
     """The dialect keeps SQLAlchemy's semantics: what a "connect" event set persists for
-    the physical connection; a checkout returns rolled back."""
+    the physical connection (set outside a transaction, as SQLAlchemy's PostgreSQL docs do
+    it: a SET inside the transaction the adapter begins is rolled back with it, as on
+    SQLAlchemy+asyncpg); a checkout returns rolled back."""
     from sqlalchemy import event, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -260,9 +262,12 @@ async def test_sqlalchemy_keeps_connect_event_state_and_rolls_back(pg_dsn: str) 
 
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_conn: Any, record: Any) -> None:
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
         cur = dbapi_conn.cursor()
         cur.execute("SET application_name = 'from_connect_event'")
         cur.close()
+        dbapi_conn.autocommit = autocommit
 
     try:
         async with engine.connect() as c:

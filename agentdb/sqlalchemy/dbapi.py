@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -31,20 +30,16 @@ if TYPE_CHECKING:
     from agentdb.connection import Connection
     from agentdb.pool import Pool
 
-_ROWCOUNT_TAG = re.compile(r"^(?:SELECT|UPDATE|DELETE|MERGE|FETCH|MOVE|COPY|INSERT \d+) (\d+)$")
 _SS_BATCH = 100
 _cursor_names = itertools.count(1)
+_NO_ROWS: list[Any] = []  # never handed out: fetchall() copies it (a new list each time)
 
-# Bumped after every DDL statement a connection of this process runs (by its command tag:
+# Bumped after every DDL statement a connection of this process runs (the core reports it:
 # CREATE/ALTER/DROP, text() DDL included; not CREATE TEMP). Each native connection
 # remembers the generation its statement cache was last emptied at; one that is behind
 # empties its cache before its next statement, so no plan prepared before the DDL is used afterwards
 # ("cached plan must not change result type" cannot be retried inside a transaction).
 ddl_generation = [0]
-_DDL_TAG = re.compile(r"^(?:CREATE|ALTER|DROP)\b")
-# A new temporary table changes no existing plan: services that make one per request must
-# not empty every connection's cache each time.
-_CREATE_TEMP = re.compile(r"^\s*CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\s", re.I)
 
 
 def _is_stale_statement(error: BaseException) -> bool:
@@ -52,11 +47,6 @@ def _is_stale_statement(error: BaseException) -> bool:
     if code == "26000":
         return True
     return code == "0A000" and "cached plan must not change result type" in str(error)
-
-
-def _rowcount(tag: str) -> int:
-    m = _ROWCOUNT_TAG.match(tag)
-    return int(m.group(1)) if m else -1
 
 
 def _description(
@@ -69,20 +59,23 @@ def _description(
 
 
 class AgentdbCursor(AsyncAdapt_dbapi_cursor):
-    """A client-side cursor: every row arrives with the statement."""
+    """A client-side cursor: every row arrives with the statement, in the list the core
+    built (``fetchall()`` hands that very list over; the others read it by position)."""
 
-    __slots__ = ("_description", "_rowcount", "_arraysize")
+    __slots__ = ("_description", "_rowcount", "_arraysize", "_pos")
 
     _adapt_connection: AgentdbAdaptConnection
     _awaitable_cursor_close = False
+    _rows: Any  # a list here (SQLAlchemy's base keeps a deque)
 
     def __init__(self, adapt_connection: AgentdbAdaptConnection) -> None:
         self._adapt_connection = adapt_connection
         self._connection = adapt_connection._connection  # type: ignore[assignment]
         self._cursor = None  # type: ignore[assignment]
         self._soft_closed_memoized = {}  # type: ignore[assignment]
-        self._rows = collections.deque()
-        self._description: list[tuple[Any, ...]] | None = None
+        self._rows = _NO_ROWS
+        self._pos = 0
+        self._description: Any = None
         self._rowcount = -1
         self._arraysize = 1
 
@@ -110,22 +103,21 @@ class AgentdbCursor(AsyncAdapt_dbapi_cursor):
         return None
 
     def close(self) -> None:
-        self._rows.clear()
+        self._rows = _NO_ROWS
+        self._pos = 0
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
-        try:
-            rows, names, oids, tag = await_only(
-                self._adapt_connection._run(operation, parameters)
-            )
-        except Exception as error:
-            self._adapt_connection._handle_exception(error)
-        self._description = _description(names, oids)
-        self._rows = collections.deque(rows)
-        self._rowcount = _rowcount(tag)
+        rows, self._description, self._rowcount, ddl = self._adapt_connection._execute(
+            operation, parameters
+        )
+        if ddl:
+            ddl_generation[0] += 1
+        self._rows = rows
+        self._pos = 0
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
         self._description = None
-        self._rows.clear()
+        self.close()
         try:
             await_only(self._adapt_connection._run_many(operation, seq_of_parameters))
         except Exception as error:
@@ -137,6 +129,37 @@ class AgentdbCursor(AsyncAdapt_dbapi_cursor):
 
     def nextset(self) -> None:
         return None
+
+    def fetchone(self) -> Any:
+        pos = self._pos
+        rows = self._rows
+        if pos < len(rows):
+            self._pos = pos + 1
+            return rows[pos]
+        return None
+
+    def fetchmany(self, size: int | None = None) -> Any:
+        if size is None:
+            size = self._arraysize
+        pos = self._pos
+        out = self._rows[pos : pos + size]
+        self._pos = pos + len(out)
+        return out
+
+    def fetchall(self) -> Any:
+        rows, pos = self._rows, self._pos
+        self._rows = _NO_ROWS
+        self._pos = 0
+        if pos == 0 and rows is not _NO_ROWS:
+            return rows
+        return rows[pos:]
+
+    def __iter__(self) -> Any:
+        while True:
+            row = self.fetchone()
+            if row is None:
+                return
+            yield row
 
 
 class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
@@ -162,7 +185,7 @@ class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
         declare = f"DECLARE {name} NO SCROLL CURSOR{hold} FOR {operation}"
         try:
             rows, names, oids, _tag = await_only(
-                adapt._run(declare, parameters, then=f"FETCH FORWARD {_SS_BATCH} FROM {name}")
+                adapt._declare(declare, parameters, f"FETCH FORWARD {_SS_BATCH} FROM {name}")
             )
         except Exception as error:
             adapt._handle_exception(error)
@@ -190,7 +213,7 @@ class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
         if len(rows) < n:
             self._exhausted = True
 
-    def fetchone(self) -> Any:
+    def fetchone(self) -> Any:  # type: ignore[override]
         if not self._buffer:
             self._fetch(_SS_BATCH)
         return self._buffer.popleft() if self._buffer else None
@@ -210,14 +233,9 @@ class AgentdbSSCursor(AsyncAdapt_dbapi_ss_cursor, AgentdbCursor):
         self._buffer.clear()
         return out
 
-    def __iter__(self) -> Any:
-        while True:
-            row = self.fetchone()
-            if row is None:
-                return
-            yield row
+    __iter__ = AgentdbCursor.__iter__  # (fetchone() above: its buffer)
 
-    def close(self) -> None:
+    def close(self) -> None:  # type: ignore[override]
         name, self._name = self._name, None
         self._buffer.clear()
         if name is None:
@@ -247,8 +265,6 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         "_isolation_setting",
         "readonly",
         "deferrable",
-        "_released",
-        "_began",
     )
 
     _connection: Connection  # type: ignore[assignment]
@@ -262,12 +278,10 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         self.dbapi = dbapi
         self._connection = connection
         self._pool = pool
-        self._began = False
         self.isolation_level: str | None = None
         self._isolation_setting: str | None = None
         self.readonly = False
         self.deferrable = False
-        self._released = False
 
     # -- statements -------------------------------------------------------
 
@@ -286,69 +300,56 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         conn.clear_statement_cache()
         conn._agentdb_ddl_seen = gen  # type: ignore[attr-defined]
 
-    @staticmethod
-    def _saw_tag(tag: str, operation: str) -> None:
-        if _DDL_TAG.match(tag) and not _CREATE_TEMP.match(operation):
-            ddl_generation[0] += 1
-
     def _in_transaction(self) -> bool:
-        """Whether a transaction is open on the connection.
-
-        The core reports ``"active"`` while housekeeping of its own is in flight (the
-        ``DEALLOCATE`` of a statement evicted from its cache is sent right after the
-        statement whose preparation evicted it): then the server's answer is not known
-        yet, and whether this adapter began a transaction decides.
-        """
-        status = self._connection.get_transaction_status()
-        if status == "active":
-            return self._began
-        return status in ("intrans", "inerror")
+        """Whether a transaction is open once the statements issued so far have run."""
+        return self._connection.is_in_transaction()
 
     def _begin_sql(self) -> str | None:
         if self.isolation_level == "autocommit":
             return None
-        if self._in_transaction():
+        if self._connection.is_in_transaction():
             return None
         return begin_sql(self.isolation_level, self.readonly, self.deferrable)
 
-    async def _run(
-        self,
-        operation: str,
-        parameters: Sequence[Any] | None,
-        then: str | None = None,
-        _retry: bool = True,
-    ) -> tuple[list[Any], Any, Any, str]:
-        """BEGIN (when due), the statement and an optional follow-up, pipelined."""
+    def _execute(self, operation: str, parameters: Sequence[Any] | None) -> Any:
+        """One statement, ``BEGIN`` ahead of it when a transaction is due (one message,
+        one future): ``(rows, description, rowcount, ddl)`` from the core."""
         conn = self._connection
         args = tuple(parameters) if parameters else ()
-        if getattr(conn, "_agentdb_ddl_seen", 0) != ddl_generation[0]:
+        if conn.__dict__.get("_agentdb_ddl_seen", 0) != ddl_generation[0]:
             self._sync_cache()
         begin = self._begin_sql()
-        futs = []
-        if begin is not None:
-            self._began = True
-            futs.append(conn._query(begin, ()))
-        futs.append(conn._query(operation, args))
-        if then is not None:
-            futs.append(conn._query(then, ()))
-        if len(futs) == 1:
-            result = await futs[0]
-            self._saw_tag(result[3], operation)
-            return result  # type: ignore[no-any-return]
+        try:
+            return await_only(conn._dbapi_execute(operation, args, begin))
+        except Exception as error:
+            if begin is None or not _is_stale_statement(error):
+                self._handle_exception(error)
+            # The statement's cached plan went stale (DDL changed a table) as the first
+            # statement of the transaction its BEGIN opened: nothing else ran in it, so
+            # roll back and run it again (the core forgot its cached plans).
+            try:
+                await_only(conn._query("ROLLBACK", ()))
+                return await_only(conn._dbapi_execute(operation, args, begin))
+            except Exception as retry_error:
+                self._handle_exception(retry_error)
+
+    async def _declare(
+        self, declare: str, parameters: Sequence[Any] | None, fetch: str
+    ) -> tuple[list[Any], Any, Any, str]:
+        """A server-side cursor's DECLARE and first FETCH (BEGIN when due), pipelined."""
+        conn = self._connection
+        args = tuple(parameters) if parameters else ()
+        if conn.__dict__.get("_agentdb_ddl_seen", 0) != ddl_generation[0]:
+            self._sync_cache()
+        begin = self._begin_sql()
+        futs = [] if begin is None else [conn._query(begin, ())]
+        futs.append(conn._query(declare, args))
+        futs.append(conn._query(fetch, ()))
         results = await asyncio.gather(*futs, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
-                if _retry and begin is not None and _is_stale_statement(r) and not isinstance(
-                    results[0], BaseException
-                ):
-                    # The statement's cached plan went stale (DDL changed a table) as the
-                    # first statement of a transaction we just began: nothing else ran in
-                    # it, so roll back and run it again (the core forgot its cached plans).
-                    await conn._query("ROLLBACK", ())
-                    return await self._run(operation, parameters, then, _retry=False)
                 raise r
-        self._saw_tag(results[-2 if then is not None else -1][3], operation)  # type: ignore[index]
-        return results[-1]  # type: ignore[no-any-return,return-value]
+        return results[-1]  # type: ignore[return-value]
 
     async def _run_many(self, operation: str, seq_of_parameters: Any) -> None:
         conn = self._connection
@@ -356,7 +357,6 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
             self._sync_cache()
         begin = self._begin_sql()
         if begin is not None:
-            self._began = True
             await conn._query(begin, ())
         await conn.executemany(operation, [tuple(p) for p in seq_of_parameters])
 
@@ -390,10 +390,8 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
 
     def _end(self, sql: str) -> None:
         conn = self._connection
-        if conn.is_closed() or not self._in_transaction():
-            self._began = False
+        if conn.is_closed() or not conn.is_in_transaction():
             return
-        self._began = False
         try:
             await_only(conn._query(sql, ()))
         except Exception as error:
@@ -411,38 +409,42 @@ class AgentdbAdaptConnection(AsyncAdapt_dbapi_connection):
         except Exception as error:
             self._handle_exception(error)
 
+    # -- the pool's use of it ------------------------------------------------
+
+    def _check_in(self) -> None:
+        """Back to the native pool, which never blocks and rolls back a transaction
+        still open (whatever ``reset_on_return`` did or did not do)."""
+        conn = self._connection
+        try:
+            self._pool.release(conn)  # type: ignore[union-attr]
+        except Exception:
+            conn.terminate()
+
     # -- closing ----------------------------------------------------------
 
     def close(self) -> None:
-        """Back to the native pool (which rolls back an open transaction), or closed."""
-        if self._released:
-            return
-        self._released = True
+        """Close the physical connection (a pooled one frees its slot in the native pool).
+
+        SQLAlchemy closes a DBAPI connection only when it is done with it (invalidated,
+        recycled, detached, its pool disposed); checking in is ``_check_in``."""
         conn = self._connection
-        if self._pool is not None:
-            try:
-                self._pool.release(conn)
-            except Exception:
-                conn.terminate()
-        elif in_greenlet():
-            try:
-                await_only(conn.close())
-            except Exception:
-                conn.terminate()
-        else:
+        if self._pool is not None or not in_greenlet():
+            self.terminate()
+            return
+        try:
+            await_only(conn.close())
+        except Exception:
             conn.terminate()
 
     def terminate(self) -> None:
         """Close the socket now (no round trip) and free the pool slot; synchronous."""
         conn = self._connection
         conn.terminate()
-        if self._pool is not None and not self._released:
-            self._released = True
+        if self._pool is not None:
             try:
-                self._pool.release(conn)
+                self._pool.release(conn)  # a closed connection: only its slot, if any
             except Exception:
                 pass
-        self._released = True
 
 
 class AgentdbDBAPI(AsyncAdapt_dbapi_module):
