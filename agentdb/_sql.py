@@ -35,3 +35,14 @@ def quote_ident(name: str) -> str:
 def qualified(name: str, schema_name: str | None) -> str:
     """``"schema"."name"``, or ``"name"`` without a schema."""
     return f"{quote_ident(schema_name)}.{quote_ident(name)}" if schema_name else quote_ident(name)
+
+
+#: pgvector's ``vector`` and ``halfvec`` type OIDs in the connection's database (0 for a type
+#: that is not there): an extension's types get their OIDs when it is created, so they
+#: differ from one database to the next. Read once per connection, at connect, by name on
+#: the search path (``to_regtype`` reads the catalog caches only: a join over
+#: ``pg_extension`` costs a fresh backend about 3 ms more).
+VECTOR_TYPES_SQL = (
+    "SELECT coalesce(to_regtype('vector')::oid, 0)::int8, "
+    "coalesce(to_regtype('halfvec')::oid, 0)::int8"
+)

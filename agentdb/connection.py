@@ -10,7 +10,7 @@ from typing import Any
 from . import _aio, _core
 from . import copy_format as _copy
 from . import dsn as _dsn
-from ._sql import qualified, quote_ident
+from ._sql import VECTOR_TYPES_SQL, qualified, quote_ident
 from .logs import describe_target
 from .logs import logger as _logger
 from .transaction import Transaction
@@ -150,6 +150,17 @@ class Connection(_core.Connection):
             await self.execute("ROLLBACK", timeout=timeout)
         await self._reset_session(timeout=timeout)
 
+    async def reload_schema_state(self, *, timeout: float | None = None) -> None:
+        """Look up the database's extension types again (pgvector's ``vector`` and
+        ``halfvec``, found at connect): after ``CREATE EXTENSION vector`` on an open
+        connection, its values decode as ``array('f')`` from then on."""
+        await self._load_vector_types(timeout=timeout)
+
+    async def _load_vector_types(self, *, timeout: float | None = None) -> None:
+        row = await self.fetchrow(VECTOR_TYPES_SQL, timeout=timeout)
+        assert row is not None  # an aggregate without GROUP BY: always one row
+        self._set_vector_types(row[0], row[1])
+
     def transaction(
         self,
         *,
@@ -215,6 +226,10 @@ async def connect(
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     try:
         await conn._connect(list(options), list(options.values()), remaining, secret)
+        # pgvector's types: their OIDs are this database's, and the decoders of every
+        # statement depend on them. One round trip (its cost: docs/architecture.md).
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        await conn._load_vector_types(timeout=remaining)
     except BaseException as e:
         conn.terminate()
         if target and isinstance(e, Exception):

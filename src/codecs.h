@@ -18,6 +18,19 @@ agentdb_decode_fn agentdb_decoder(Oid oid, int binary);
 /* As agentdb_decoder; json_text keeps json/jsonb (and their arrays) as str. */
 agentdb_decode_fn agentdb_decoder_opts(Oid oid, int binary, int json_text);
 
+/* A connection's way with types beyond their built-in OIDs: its options, and the OIDs of
+   the extension types it found in its database (pgvector's, whose OIDs are per database;
+   0 = not there).  Kept on the connection; `gen` changes whenever the rest does, so that
+   decoders picked before are picked again. */
+typedef struct {
+    int json_text; /* json/jsonb come back as str (connect(decode_json=False)) */
+    Oid vector_oid, halfvec_oid;
+    unsigned gen;
+} agentdb_typeopts;
+
+/* As agentdb_decoder_opts, for a connection's types. */
+agentdb_decode_fn agentdb_decoder_for(const agentdb_typeopts *o, Oid oid, int binary);
+
 /* Encoded parameters ready for PQsendQueryPrepared/PQsendQueryParams. */
 typedef struct {
     int n;
@@ -44,6 +57,9 @@ typedef struct {
    rejected with DataError.  0 => ok; -1 => error set (and `p` freed). */
 int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
                           const Oid *types, int ntypes);
+/* As agentdb_params_encode, with a connection's extension types (`o` may be NULL). */
+int agentdb_params_encode_for(agentdb_state *st, agentdb_params *p, PyObject *args,
+                              const Oid *types, int ntypes, const agentdb_typeopts *o);
 
 /* The items of `v` as they are now, in a tuple that Python code cannot change: encoders
    call into Python (__index__, __str__, json.dumps...), and that code may empty or shrink

@@ -109,7 +109,7 @@ struct agentdb_Connection {
     unsigned long stmt_tag; /* makes statement names distinct per connection */
     double command_timeout; /* <= 0: none */
     double cancel_grace;    /* seconds a cancelled statement may take before we give up */
-    int json_text;          /* json/jsonb come back as str (connect(decode_json=False)) */
+    agentdb_typeopts types; /* json as text or not, the extension types' OIDs (codecs.h) */
     int utf8_id;            /* libpq's number for the UTF8 encoding */
     /* AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE of the statements queued since the
        session was last reset: whether the next user needs a reset. */
@@ -133,7 +133,7 @@ typedef struct {
     int ncols;
     int binary;                  /* results requested in binary format */
     agentdb_decode_fn *decoders; /* one per column, for `binary` */
-    int json_text;               /* the connection's json_text when they were picked */
+    unsigned types_gen;          /* the connection's types.gen when they were picked */
     PyObject *desc;              /* RecordDesc, or NULL without columns */
 } agentdb_Stmt;
 
@@ -181,15 +181,15 @@ int agentdb_conn_enqueue(agentdb_Connection *c, agentdb_Op *op, double timeout);
 void agentdb_conn_read_results(agentdb_Connection *c);
 
 /* rows.c */
-int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary, int json_text,
-                          int *binary, agentdb_decode_fn **out);
+int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary,
+                          const agentdb_typeopts *types, int *binary, agentdb_decode_fn **out);
 int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res,
                          int chunk);
 
 /* stmtcache.c */
 void agentdb_stmt_free(PyObject *capsule);
 PyObject *agentdb_stmt_from_describe(agentdb_state *st, const char *name, const PGresult *res,
-                                     int json_text);
+                                     const agentdb_typeopts *types);
 int agentdb_stmt_lookup(agentdb_Connection *c, agentdb_Op *op);
 int agentdb_stmt_is_stale(agentdb_state *st, PyObject *exc);
 void agentdb_stmt_evict(agentdb_Connection *c);

@@ -450,8 +450,26 @@ static PyObject *Connection__configure(PyObject *self, PyObject *args)
     c->stmt_cache_size = cache;
     c->command_timeout = command_timeout;
     c->cancel_grace = grace > 0 ? grace : 5.0;
-    if (json_text >= 0) {
-        c->json_text = json_text; /* statements prepared before keep their decoders unused */
+    if (json_text >= 0 && json_text != c->types.json_text) {
+        c->types.json_text = json_text;
+        c->types.gen++; /* statements prepared before pick their decoders again */
+    }
+    Py_RETURN_NONE;
+}
+
+/* _set_vector_types(vector_oid, halfvec_oid): pgvector's types in this connection's
+   database (0: not there), as connect() found them. */
+static PyObject *Connection__set_vector_types(PyObject *self, PyObject *args)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    unsigned int vector_oid, halfvec_oid;
+    if (!PyArg_ParseTuple(args, "II:_set_vector_types", &vector_oid, &halfvec_oid)) {
+        return NULL;
+    }
+    if (vector_oid != c->types.vector_oid || halfvec_oid != c->types.halfvec_oid) {
+        c->types.vector_oid = vector_oid;
+        c->types.halfvec_oid = halfvec_oid;
+        c->types.gen++;
     }
     Py_RETURN_NONE;
 }
@@ -491,6 +509,7 @@ static PyObject *Connection__future_abandoned(PyObject *self, PyObject *fut)
 static PyMethodDef Connection_methods[] = {
     {"_connect", agentdb_Connection__connect, METH_VARARGS, NULL},
     {"_configure", Connection__configure, METH_VARARGS, NULL},
+    {"_set_vector_types", Connection__set_vector_types, METH_VARARGS, NULL},
     {"execute", (PyCFunction)(void (*)(void))Connection_execute, METH_FASTCALL | METH_KEYWORDS,
      "execute(query, *args, timeout=None) -> Future[str]: run a statement (several, "
      "without arguments) and return the command tag of the last."},

@@ -233,8 +233,8 @@ static int op_encode(agentdb_Connection *c, agentdb_Op *op, agentdb_Stmt *s,
     op->encoding = 1;
     for (; done < *n; done++) {
         PyObject *args = many ? PyTuple_GET_ITEM(op->args, done) : op->args;
-        if (agentdb_params_encode(st, &ps[done], args, s ? s->ptypes : NULL,
-                                  s ? s->nparams : 0) < 0) {
+        if (agentdb_params_encode_for(st, &ps[done], args, s ? s->ptypes : NULL,
+                                      s ? s->nparams : 0, &c->types) < 0) {
             agentdb_op_take_error(op);
             break;
         }

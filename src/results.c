@@ -36,7 +36,7 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
     case PGRES_EMPTY_QUERY:
         if (op->step == STEP_DESCRIBE && status == PGRES_COMMAND_OK) {
             PyObject *capsule =
-                agentdb_stmt_from_describe(st, PyUnicode_AsUTF8(op->status), res, c->json_text);
+                agentdb_stmt_from_describe(st, PyUnicode_AsUTF8(op->status), res, &c->types);
             if (capsule == NULL) {
                 agentdb_op_take_error(op);
             }

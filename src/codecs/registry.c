@@ -166,8 +166,31 @@ agentdb_decode_fn agentdb_decoder(Oid oid, int binary)
     }
 }
 
+/* The extension types first (their OIDs are the connection's), then the built-in ones. */
+agentdb_decode_fn agentdb_decoder_for(const agentdb_typeopts *o, Oid oid, int binary)
+{
+    if (oid != 0 && oid == o->vector_oid) {
+        return binary ? agentdb_dec_vector_bin : agentdb_dec_vector_text;
+    }
+    if (oid != 0 && oid == o->halfvec_oid) {
+        return binary ? agentdb_dec_halfvec_bin : agentdb_dec_vector_text;
+    }
+    return agentdb_decoder_opts(oid, binary, o->json_text);
+}
+
 /* ---------------------------------------------------------------------------------------
    Encoder lookup */
+
+encoder agentdb_typed_encoder_for(const agentdb_typeopts *o, Oid oid)
+{
+    if (o != NULL && oid != 0 && oid == o->vector_oid) {
+        return (encoder){agentdb_enc_vector, 1, 1};
+    }
+    if (o != NULL && oid != 0 && oid == o->halfvec_oid) {
+        return (encoder){agentdb_enc_halfvec, 1, 1};
+    }
+    return agentdb_typed_encoder(oid);
+}
 
 encoder agentdb_typed_encoder(Oid oid)
 {
@@ -346,7 +369,7 @@ static PyObject *import_attr(const char *module, const char *name)
 /* Imports what the codecs use into the state.  0 => ok, -1 => error set. */
 int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
 {
-    PyObject *safe_uuid = NULL, *items[CACHE_SIZE] = {NULL};
+    PyObject *safe_uuid = NULL, *array_type = NULL, *items[CACHE_SIZE] = {NULL};
     (void)module;
 
     PyDateTime_CAPI *api = PyCapsule_Import(PyDateTime_CAPSULE_NAME, 0);
@@ -373,7 +396,8 @@ int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
         PyErr_Clear();
     }
     safe_uuid = import_attr("uuid", "SafeUUID");
-    if (safe_uuid == NULL) {
+    array_type = import_attr("array", "array");
+    if (safe_uuid == NULL || array_type == NULL) {
         goto error;
     }
     items[CACHE_TZ] = PyDict_New();
@@ -382,6 +406,7 @@ int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
     items[CACHE_STR_IS_SAFE] = PyUnicode_InternFromString("is_safe");
     items[CACHE_ENUM] = import_attr("enum", "Enum");
     items[CACHE_STR_VALUE] = PyUnicode_InternFromString("value");
+    items[CACHE_FLOAT_ARRAY] = PyObject_CallFunction(array_type, "s[d]", "f", 0.0);
     for (int i = 0; i < CACHE_SIZE; i++) {
         if (items[i] == NULL) {
             goto error;
@@ -396,9 +421,11 @@ int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
         items[i] = NULL;
     }
     Py_DECREF(safe_uuid);
+    Py_DECREF(array_type);
     return 0;
 error:
     Py_XDECREF(safe_uuid);
+    Py_XDECREF(array_type);
     for (int i = 0; i < CACHE_SIZE; i++) {
         Py_XDECREF(items[i]);
     }
