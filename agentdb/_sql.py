@@ -32,6 +32,15 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(value: str) -> str:
+    """``value`` as an SQL string literal (E'' when it has a backslash)."""
+    if "\0" in value:
+        raise ValueError("a COPY option cannot contain NUL")
+    quoted = "'" + value.replace("'", "''") + "'"
+    return "E" + quoted.replace("\\", "\\\\") if "\\" in value else quoted
+
+
+
 def qualified(name: str, schema_name: str | None) -> str:
     """``"schema"."name"``, or ``"name"`` without a schema."""
     return f"{quote_ident(schema_name)}.{quote_ident(name)}" if schema_name else quote_ident(name)

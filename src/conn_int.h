@@ -59,8 +59,15 @@ struct agentdb_Op {
     PyObject *status; /* command tag */
     double timeout;   /* seconds; <= 0: none */
     int copy_mode;    /* COPY_IN, COPY_OUT or 0 */
-    PyObject *copy_data; /* COPY_IN: bytes to send; COPY_OUT: list of received chunks */
+    /* COPY_IN: bytes to send (the chunk in hand, when streamed); COPY_OUT: list of the
+       received chunks, or the callable each chunk is given to (streamed) */
+    PyObject *copy_data;
     Py_ssize_t copy_off; /* COPY_IN: bytes sent so far */
+    /* COPY_IN streamed (_copy_feed): more chunks will come; copy_fed, the future of the
+       chunk in hand, completes when it has all gone into libpq's buffer */
+    int copy_more;
+    PyObject *copy_fed;
+    char *copy_abort; /* COPY_IN streamed: end it with this error (PQputCopyEnd) */
     int held; /* a COPY whose statement and payload are not known yet (_copy_hold):
                  it keeps its place in the FIFO and nothing after it is sent */
     /* Its arguments are being encoded, which runs Python code (op_send_exec): what that
@@ -230,6 +237,10 @@ PyObject *agentdb_Connection__reset_session(PyObject *self, PyObject *const *arg
 
 /* copystream.c */
 void agentdb_copy_in_continue(agentdb_Connection *c, agentdb_Op *op);
+/* A COPY TO STDOUT's chunk for op: kept, or given to its callable. 0 => ok, -1 => error. */
+int agentdb_copy_out_chunk(agentdb_Op *op, const char *buf, int n);
+PyObject *agentdb_Connection__copy_feed(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs);
 PyObject *agentdb_Connection__copy(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
 PyObject *agentdb_Connection__copy_hold(PyObject *self, PyObject *const *args,

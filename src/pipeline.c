@@ -25,6 +25,8 @@ void agentdb_op_free(agentdb_state *st, agentdb_Op *op)
     Py_XDECREF(op->error);
     Py_XDECREF(op->status);
     Py_XDECREF(op->copy_data);
+    Py_XDECREF(op->copy_fed);
+    PyMem_Free(op->copy_abort);
     Py_XDECREF(op->profile);
     PyMem_Free(op);
 }

@@ -115,7 +115,7 @@ static void op_finalize(agentdb_Op *op)
     if (op->error != NULL) {
         return;
     }
-    if (op->copy_mode == COPY_OUT && op->copy_data != NULL) {
+    if (op->copy_mode == COPY_OUT && op->copy_data != NULL && PyList_Check(op->copy_data)) {
         PyObject *data = join_chunks(op->copy_data);
         if (data == NULL) {
             agentdb_op_take_error(op);
@@ -268,12 +268,9 @@ void agentdb_conn_read_results(agentdb_Connection *c)
             char *buf = NULL;
             int n;
             while ((n = PQgetCopyData(pg, &buf, 1)) > 0) {
-                if (op->copy_mode == COPY_OUT && op->copy_data != NULL) {
-                    PyObject *chunk = PyBytes_FromStringAndSize(buf, n);
-                    if (chunk == NULL || PyList_Append(op->copy_data, chunk) < 0) {
-                        agentdb_op_take_error(op);
-                    }
-                    Py_XDECREF(chunk);
+                if (op->copy_mode == COPY_OUT && op->copy_data != NULL &&
+                    agentdb_copy_out_chunk(op, buf, n) < 0) {
+                    agentdb_op_take_error(op);
                 }
                 PQfreemem(buf);
             }
