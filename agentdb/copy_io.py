@@ -1,5 +1,7 @@
-"""Driver layer: COPY's sources and sinks (paths, file objects, async iterables, coroutine
-functions), read and written off the event loop, and the streams that feed a connection.
+"""Driver layer: COPY's sources and sinks, read and written off the event loop.
+
+Sources and sinks are paths, file objects, async iterables and coroutine functions; the
+streams made from them feed a connection's COPY.
 
 A file's reads and writes (and its opening and closing) run in the loop's default
 executor, as asyncpg does, so a slow disk never blocks the loop. Data goes through in

@@ -291,8 +291,8 @@ CREATE EXTENSION IF NOT EXISTS vector;
 DROP TABLE IF EXISTS _bench_vec;
 CREATE TABLE _bench_vec AS
 SELECT g AS id,
-       ARRAY(SELECT random() FROM generate_series(1, {VECTOR_DIMS}) WHERE g > 0)::vector({VECTOR_DIMS})
-         AS embedding
+       ARRAY(SELECT random() FROM generate_series(1, {VECTOR_DIMS}) WHERE g > 0)
+         ::vector({VECTOR_DIMS}) AS embedding
   FROM generate_series(1, {VECTOR_ROWS}) AS g;
 """
 
