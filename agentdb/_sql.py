@@ -55,3 +55,11 @@ VECTOR_TYPES_SQL = (
     "SELECT coalesce(to_regtype('vector')::oid, 0)::int8, "
     "coalesce(to_regtype('halfvec')::oid, 0)::int8"
 )
+
+
+#: A type by name and schema, for set_type_codec(): its OID and kind (``pg_type.typtype``).
+TYPE_BY_NAME_SQL = (
+    "SELECT t.oid::int8, t.typtype::text FROM pg_catalog.pg_type t "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
+    "WHERE t.typname = $1 AND n.nspname = $2"
+)

@@ -12,7 +12,7 @@ from . import _aio, _core
 from . import copy_format as _copy
 from . import copy_io as _copy_io
 from . import dsn as _dsn
-from ._sql import VECTOR_TYPES_SQL, qualified, quote_ident
+from ._sql import TYPE_BY_NAME_SQL, VECTOR_TYPES_SQL, qualified, quote_ident
 from .logs import describe_target
 from .logs import logger as _logger
 from .transaction import Transaction
@@ -28,6 +28,9 @@ class Connection(_core.Connection):
     they were issued. Use ``transaction()`` (or a pool's ``acquire()``) for work that must
     not interleave with other tasks' statements.
     """
+
+    # oid -> the codec set_type_codec()/set_builtin_type_codec() gave it (the core has a copy)
+    _codecs: dict[int, tuple[int, Any, Any, int]]
 
     async def add_listener(
         self, channel: str, callback: Callable[[Connection, int, str, str], Any]
@@ -254,6 +257,80 @@ class Connection(_core.Connection):
         connection, its values decode as ``array('f')`` from then on."""
         await self._load_vector_types(timeout=timeout)
 
+    async def set_type_codec(
+        self,
+        typename: str,
+        *,
+        schema: str = "public",
+        encoder: Callable[[Any], Any],
+        decoder: Callable[[Any], Any],
+        format: str = "text",
+    ) -> None:
+        """Encode and decode values of ``schema.typename`` with your functions, on this
+        connection (asyncpg's API; in a pool, call it from ``init=``: a codec stays with
+        its physical connection through releases and resets). ``format="text"``:
+        ``encoder(value) -> str`` and ``decoder(str)``; ``"binary"``: bytes, in the
+        type's binary send/receive format. Arrays of the type are not covered.
+        ``"tuple"`` is asyncpg's own and not supported (NotSupportedError)."""
+        if format not in ("text", "binary", "tuple"):
+            raise ValueError("format must be 'text', 'binary' or 'tuple'")
+        if format == "tuple":
+            raise _core.NotSupportedError(
+                "set_type_codec(format='tuple') is not supported: use 'text' or 'binary'"
+            )
+        if not callable(encoder) or not callable(decoder):
+            raise TypeError("encoder and decoder must be callables")
+        oid = await self._type_oid(typename, schema)
+        self._put_type_codec(oid, (0 if format == "text" else 1, encoder, decoder, 0))
+
+    async def set_builtin_type_codec(
+        self,
+        typename: str,
+        *,
+        schema: str = "public",
+        codec_name: str,
+        format: str | None = None,
+    ) -> None:
+        """Decode and encode ``schema.typename`` (an extension's type, a domain...) as the
+        built-in type ``codec_name`` (``"text"``, ``"int4"``, ``"jsonb"``, any type of
+        pg_catalog), in its text form, or also in its binary form with
+        ``format="binary"`` (when the type's binary form is the built-in's: a domain's,
+        an extension type that reuses a core type's send/receive). asyncpg's API; the
+        default format is text for text types (text, varchar, name, json, xml...) and
+        binary for the others."""
+        if format not in (None, "text", "binary"):
+            raise ValueError("format must be None, 'text' or 'binary'")
+        base = await self._type_oid(codec_name, "pg_catalog", what="codec_name")
+        oid = await self._type_oid(typename, schema)
+        if format is None:
+            format = "text" if codec_name in _TEXT_TYPES else "binary"
+        self._put_type_codec(oid, (2, format == "binary", None, base))
+
+    async def reset_type_codec(self, typename: str, *, schema: str = "public") -> None:
+        """Forget a codec set with ``set_type_codec``/``set_builtin_type_codec``."""
+        oid = await self._type_oid(typename, schema)
+        codecs = dict(getattr(self, "_codecs", {}))
+        codecs.pop(oid, None)
+        self._codecs = codecs
+        self._set_type_codecs(codecs or None)
+        self.clear_statement_cache()
+
+    async def _type_oid(self, typename: str, schema: str, what: str = "type") -> int:
+        row = await self.fetchrow(TYPE_BY_NAME_SQL, typename, schema)
+        if row is None:
+            raise ValueError(f"unknown {what}: {schema}.{typename}")
+        oid: int = row[0]
+        return oid
+
+    def _put_type_codec(self, oid: int, entry: tuple[int, Any, Any, int]) -> None:
+        # A new dict each time: the core keeps the one it was given, unchanged.
+        codecs = {**getattr(self, "_codecs", {}), oid: entry}
+        self._codecs = codecs
+        self._set_type_codecs(codecs)
+        # Cached statements asked for results in the format of the codecs they were
+        # prepared with: prepare them again.
+        self.clear_statement_cache()
+
     async def _load_vector_types(self, *, timeout: float | None = None) -> None:
         row = await self.fetchrow(VECTOR_TYPES_SQL, timeout=timeout)
         assert row is not None  # an aggregate without GROUP BY: always one row
@@ -269,6 +346,11 @@ class Connection(_core.Connection):
         """A transaction block: ``async with conn.transaction(): ...`` (nested: savepoints)."""
         return Transaction(self, isolation=isolation, readonly=readonly, deferrable=deferrable)
 
+
+
+# set_builtin_type_codec(): the built-in types whose binary form another type is unlikely
+# to share (a composite, an enum or a domain over another type shows its text as theirs).
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "char", "json", "xml", "unknown"})
 
 
 def _consume_outcome(fut: Any) -> None:

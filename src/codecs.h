@@ -25,6 +25,9 @@ agentdb_decode_fn agentdb_decoder_opts(Oid oid, int binary, int json_text);
 typedef struct {
     int json_text; /* json/jsonb come back as str (connect(decode_json=False)) */
     Oid vector_oid, halfvec_oid;
+    /* dict: oid -> the codec set_type_codec()/set_builtin_type_codec() gave it (the
+       connection's reference), or NULL */
+    PyObject *custom;
     unsigned gen;
 } agentdb_typeopts;
 

@@ -457,6 +457,20 @@ static PyObject *Connection__configure(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _set_type_codecs(codecs: dict | None): the codecs set_type_codec() and
+   set_builtin_type_codec() gave this connection (agentdb/type_codecs.py makes them). */
+static PyObject *Connection__set_type_codecs(PyObject *self, PyObject *codecs)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (codecs != Py_None && !PyDict_CheckExact(codecs)) {
+        PyErr_SetString(PyExc_TypeError, "_set_type_codecs(codecs: dict | None)");
+        return NULL;
+    }
+    Py_XSETREF(c->types.custom, codecs == Py_None ? NULL : Py_NewRef(codecs));
+    c->types.gen++;
+    Py_RETURN_NONE;
+}
+
 /* _set_vector_types(vector_oid, halfvec_oid): pgvector's types in this connection's
    database (0: not there), as connect() found them. */
 static PyObject *Connection__set_vector_types(PyObject *self, PyObject *args)
@@ -510,6 +524,7 @@ static PyMethodDef Connection_methods[] = {
     {"_connect", agentdb_Connection__connect, METH_VARARGS, NULL},
     {"_configure", Connection__configure, METH_VARARGS, NULL},
     {"_set_vector_types", Connection__set_vector_types, METH_VARARGS, NULL},
+    {"_set_type_codecs", Connection__set_type_codecs, METH_O, NULL},
     {"execute", (PyCFunction)(void (*)(void))Connection_execute, METH_FASTCALL | METH_KEYWORDS,
      "execute(query, *args, timeout=None) -> Future[str]: run a statement (several, "
      "without arguments) and return the command tag of the last."},
@@ -597,6 +612,7 @@ static int Connection_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(c->link.pool);
     Py_VISIT(c->listeners);
     Py_VISIT(c->notice_handlers);
+    Py_VISIT(c->types.custom);
     for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
         Py_VISIT(op->fut);
         Py_VISIT(op->args);
@@ -611,6 +627,7 @@ static int Connection_clear(PyObject *self)
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_connection_close_now(c, NULL);
     Py_CLEAR(c->stmts);
+    Py_CLEAR(c->types.custom);
     Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
@@ -666,6 +683,7 @@ static void Connection_dealloc(PyObject *self)
     Py_CLEAR(c->cb_timer);
     Py_CLEAR(c->loop);
     Py_CLEAR(c->stmts);
+    Py_CLEAR(c->types.custom);
     Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);

@@ -105,7 +105,20 @@ static int decode_rows_into(agentdb_state *st, const PGresult *res, int ncols, P
 /* Turn a PGRES_TUPLES_OK (or, in chunked rows mode, PGRES_TUPLES_CHUNK) result into
    the op's result, by mode.  Chunks only come for AGENTDB_MODE_ALL/RAW: their rows
    gather in op->rows until the final, empty PGRES_TUPLES_OK. */
+static int take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res, int chunk);
+
 int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res, int chunk)
+{
+    /* The connection's own codecs, for the decoders of src/codecs/custom.c. */
+    agentdb_state *st = agentdb_conn_st(c);
+    PyObject *prev = st->custom_codecs;
+    st->custom_codecs = c->types.custom;
+    int rc = take_rows(c, op, res, chunk);
+    st->custom_codecs = prev;
+    return rc;
+}
+
+static int take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res, int chunk)
 {
     agentdb_state *st = agentdb_conn_st(c);
     int ncols = PQnfields(res), ntuples = PQntuples(res);

@@ -237,3 +237,11 @@ async def test_a_list_changed_while_encoded(vconn: agentdb.Connection) -> None:
     values.insert(1, Shrinking())
     got = await vconn.fetchval("SELECT $1::vector", values)
     assert list(got) == [1.0, 9.0, 2.0, 3.0]  # the snapshot taken before any call
+
+
+async def test_builtin_type_codec_overrides_the_vector_codec(vconn: agentdb.Connection) -> None:
+    await vconn.set_builtin_type_codec("vector", codec_name="text")
+    assert await vconn.fetchval("SELECT '[1,2]'::vector") == "[1,2]"
+    assert await vconn.fetchval("SELECT vector_dims($1::vector)", "[1,2,3]") == 3
+    await vconn.reset_type_codec("vector")
+    assert list(await vconn.fetchval("SELECT '[1,2]'::vector")) == [1.0, 2.0]

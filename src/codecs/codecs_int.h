@@ -234,6 +234,11 @@ PyObject *agentdb_dec_vector_text(agentdb_state *st, const char *data, int len, 
 int agentdb_enc_vector(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno);
 int agentdb_enc_halfvec(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno);
 
+/* custom.c: 1 and *out set when the connection has a codec of its own for oid, else 0 */
+int agentdb_custom_decoder(const agentdb_typeopts *o, Oid oid, int binary,
+                           agentdb_decode_fn *out);
+int agentdb_custom_encoder(const agentdb_typeopts *o, Oid oid, encoder *out);
+
 /* untyped.c */
 int agentdb_enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, int argno,
                              int depth);

@@ -169,6 +169,10 @@ agentdb_decode_fn agentdb_decoder(Oid oid, int binary)
 /* The extension types first (their OIDs are the connection's), then the built-in ones. */
 agentdb_decode_fn agentdb_decoder_for(const agentdb_typeopts *o, Oid oid, int binary)
 {
+    agentdb_decode_fn custom;
+    if (agentdb_custom_decoder(o, oid, binary, &custom)) {
+        return custom;
+    }
     if (oid != 0 && oid == o->vector_oid) {
         return binary ? agentdb_dec_vector_bin : agentdb_dec_vector_text;
     }
@@ -183,6 +187,10 @@ agentdb_decode_fn agentdb_decoder_for(const agentdb_typeopts *o, Oid oid, int bi
 
 encoder agentdb_typed_encoder_for(const agentdb_typeopts *o, Oid oid)
 {
+    encoder custom;
+    if (o != NULL && agentdb_custom_encoder(o, oid, &custom)) {
+        return custom;
+    }
     if (o != NULL && oid != 0 && oid == o->vector_oid) {
         return (encoder){agentdb_enc_vector, 1, 1};
     }
