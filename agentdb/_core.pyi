@@ -139,6 +139,9 @@ class Connection:
     def _copy_send(
         self, fut: asyncio.Future[Any], sql: str | None, data: bytes | None, more: bool = ..., /
     ) -> None: ...
+    def _copy_binary(
+        self, records: Iterable[Sequence[Any]], oids: tuple[int, ...], /
+    ) -> bytes | None: ...
     def _copy_feed(
         self, fut: asyncio.Future[Any], data: bytes | None, abort: str | None = ..., /
     ) -> asyncio.Future[None] | None: ...

@@ -99,11 +99,18 @@ class Connection(_core.Connection):
             table_columns = (await probe)[0]
             if streamed:
                 oids = _copy.column_oids(table_columns, columns)
-                chunks = _copy_io.record_chunks(records, oids)  # type: ignore[arg-type]
+                chunks = _copy_io.record_chunks(
+                    records, oids, self._copy_binary  # type: ignore[arg-type]
+                )
                 sql = _copy.copy_in_sql(table_name, columns, schema_name)
                 return await self._copy_in_stream(copy, sql, where, chunks, timeout)
             sql, payload = _copy.copy_records(
-                table_columns, table_name, columns, schema_name, records  # type: ignore[arg-type]
+                table_columns,
+                table_name,
+                columns,
+                schema_name,
+                records,  # type: ignore[arg-type]
+                self._copy_binary,
             )
         except BaseException:
             self._copy_send(copy, None, None)  # dropped unsent (nothing when streamed)

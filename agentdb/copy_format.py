@@ -6,7 +6,7 @@ tables and query results come out in the format asked for (asyncpg's COPY option
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import _core
@@ -95,6 +95,10 @@ def columns_sql(server_version: int) -> str:
     return COLUMNS_SQL if server_version >= 120000 else COLUMNS_SQL_BEFORE_12
 
 
+#: ``_copy_binary(records, oids) -> bytes | None`` (the core's, or a connection's).
+BinaryEncoder = Callable[[Iterable[Sequence[Any]], tuple[int, ...]], "bytes | None"]
+
+
 def column_oids(
     table_columns: Iterable[Any], columns: Sequence[str] | None
 ) -> tuple[int, ...] | None:
@@ -112,14 +116,16 @@ def copy_records(
     columns: Sequence[str] | None,
     schema_name: str | None,
     records: Iterable[Sequence[Any]],
+    encode_binary: BinaryEncoder = _core._copy_binary,
 ) -> tuple[str, bytes]:
     """The COPY statement and its payload for ``records``: binary when every column being
-    filled has a binary encoder, else text. ``table_columns`` are the rows of COLUMNS_SQL:
+    filled has a binary encoder (``encode_binary``: a connection's ``_copy_binary``, with
+    its types), else text. ``table_columns`` are the rows of COLUMNS_SQL:
     (name, type oid, generated)."""
     sql = copy_in_sql(table_name, columns, schema_name)
     oids = column_oids(table_columns, columns)
     if oids is not None:
-        payload = _core._copy_binary(records, oids)
+        payload = encode_binary(records, oids)
         if payload is not None:
             return sql + " (FORMAT binary)", payload
     return sql, records_payload(records)

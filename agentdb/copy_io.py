@@ -75,7 +75,9 @@ def _as_bytes(chunk: Any) -> bytes:
 
 
 async def record_chunks(
-    records: AsyncIterable[Sequence[Any]], oids: tuple[int, ...] | None
+    records: AsyncIterable[Sequence[Any]],
+    oids: tuple[int, ...] | None,
+    encode_binary: Callable[[list[Sequence[Any]], tuple[int, ...]], bytes | None],
 ) -> AsyncIterator[tuple[bool, bytes]]:
     """COPY payload chunks for records from an async iterable, RECORDS_BATCH at a time:
     (binary, chunk). Binary while every column has a binary encoder (``oids`` given and
@@ -87,7 +89,7 @@ async def record_chunks(
     def encode(rows: list[Sequence[Any]], first: bool) -> tuple[bool, bytes]:
         nonlocal binary
         if binary is not False and oids is not None:
-            payload = _core._copy_binary(rows, oids)
+            payload = encode_binary(rows, oids)
             if payload is not None:
                 binary = True
                 start = 0 if first else BINARY_HEADER_LEN

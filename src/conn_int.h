@@ -241,6 +241,8 @@ void agentdb_copy_in_continue(agentdb_Connection *c, agentdb_Op *op);
 int agentdb_copy_out_chunk(agentdb_Op *op, const char *buf, int n);
 PyObject *agentdb_Connection__copy_feed(PyObject *self, PyObject *const *args,
                                         Py_ssize_t nargs);
+PyObject *agentdb_Connection__copy_binary(PyObject *self, PyObject *const *args,
+                                          Py_ssize_t nargs);
 PyObject *agentdb_Connection__copy(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
 PyObject *agentdb_Connection__copy_hold(PyObject *self, PyObject *const *args,

@@ -547,6 +547,8 @@ static PyMethodDef Connection_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_copy_send", (PyCFunction)(void (*)(void))agentdb_Connection__copy_send, METH_FASTCALL, NULL},
     {"_copy_feed", (PyCFunction)(void (*)(void))agentdb_Connection__copy_feed, METH_FASTCALL, NULL},
+    {"_copy_binary", (PyCFunction)(void (*)(void))agentdb_Connection__copy_binary, METH_FASTCALL,
+     NULL},
     {"close", (PyCFunction)(void (*)(void))Connection_close, METH_FASTCALL | METH_KEYWORDS,
      "close(timeout=None) -> Future[None]: close the connection."},
     {"terminate", Connection_terminate, METH_NOARGS, "Close the connection now."},

@@ -2,6 +2,7 @@
    statements, the FROM STDIN payload streamed out as the socket takes it (whole, or
    chunk by chunk as Python feeds it), the TO STDOUT data kept or handed on. */
 #include "conn_int.h"
+#include "codecs/copy_binary.h"
 
 /* Stream the op's COPY FROM STDIN payload; on a full buffer, wait for write
    readiness (agentdb_conn_on_write resumes here).  Ends the COPY when all is sent. */
@@ -273,4 +274,18 @@ int agentdb_copy_out_chunk(agentdb_Op *op, const char *buf, int n)
     }
     Py_DECREF(chunk);
     return rc;
+}
+
+/* _copy_binary(records, oids) -> bytes | None: _core._copy_binary with this connection's
+   types (pgvector's, its own codecs). */
+PyObject *agentdb_Connection__copy_binary(PyObject *self, PyObject *const *args,
+                                          Py_ssize_t nargs)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    agentdb_state *st = agentdb_conn_st(c);
+    const agentdb_typeopts *prev = st->cur_types;
+    st->cur_types = &c->types;
+    PyObject *res = agentdb_copy_binary(st, args, nargs);
+    st->cur_types = prev;
+    return res;
 }

@@ -233,8 +233,8 @@ static int op_encode(agentdb_Connection *c, agentdb_Op *op, agentdb_Stmt *s,
     }
     Py_ssize_t done = 0;
     op->encoding = 1;
-    PyObject *prev_custom = st->custom_codecs; /* for src/codecs/custom.c's encoder */
-    st->custom_codecs = c->types.custom;
+    const agentdb_typeopts *prev_types = st->cur_types; /* for src/codecs/custom.c */
+    st->cur_types = &c->types;
     for (; done < *n; done++) {
         PyObject *args = many ? PyTuple_GET_ITEM(op->args, done) : op->args;
         if (agentdb_params_encode_for(st, &ps[done], args, s ? s->ptypes : NULL,
@@ -244,7 +244,7 @@ static int op_encode(agentdb_Connection *c, agentdb_Op *op, agentdb_Stmt *s,
         }
     }
     op->encoding = 0;
-    st->custom_codecs = prev_custom;
+    st->cur_types = prev_types;
     if (done != *n) {
         for (Py_ssize_t i = 0; i < done; i++) {
             agentdb_params_free(&ps[i]);

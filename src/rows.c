@@ -111,10 +111,10 @@ int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *
 {
     /* The connection's own codecs, for the decoders of src/codecs/custom.c. */
     agentdb_state *st = agentdb_conn_st(c);
-    PyObject *prev = st->custom_codecs;
-    st->custom_codecs = c->types.custom;
+    const agentdb_typeopts *prev = st->cur_types;
+    st->cur_types = &c->types;
     int rc = take_rows(c, op, res, chunk);
-    st->custom_codecs = prev;
+    st->cur_types = prev;
     return rc;
 }
 

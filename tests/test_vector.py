@@ -245,3 +245,20 @@ async def test_builtin_type_codec_overrides_the_vector_codec(vconn: agentdb.Conn
     assert await vconn.fetchval("SELECT vector_dims($1::vector)", "[1,2,3]") == 3
     await vconn.reset_type_codec("vector")
     assert list(await vconn.fetchval("SELECT '[1,2]'::vector")) == [1.0, 2.0]
+
+
+async def test_copy_records_with_vectors(vconn: agentdb.Connection) -> None:
+    await vconn.execute("CREATE TEMP TABLE emb (id int, e vector(3), h halfvec(2))")
+    records = [(1, [1, 2, 3], array.array("f", [0.5, 1])), (2, np.array([4, 5, 6.5]), None)]
+    assert await vconn.copy_records_to_table("emb", records=records) == "COPY 2"
+
+    async def more() -> AsyncIterator[tuple[int, Any, Any]]:
+        for i in range(3, 2503):
+            yield (i, [i, 0, 1], [1, 2])
+
+    assert await vconn.copy_records_to_table("emb", records=more()) == "COPY 2500"
+    rows = await vconn.fetch("SELECT id, e, h FROM emb WHERE id IN (1, 2, 2502) ORDER BY id")
+    assert [list(r["e"]) for r in rows] == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5], [2502.0, 0.0, 1.0]]
+    assert list(rows[0]["h"]) == [0.5, 1.0] and rows[1]["h"] is None
+    with pytest.raises(agentdb.DataError, match="NaN not allowed in vector"):
+        await vconn.copy_records_to_table("emb", records=[(9, [math.nan, 0, 0], None)])

@@ -33,13 +33,13 @@ static PyObject *entry_of(PyObject *custom, Oid oid, long *kind)
     return e;
 }
 
-/* The callable of the entry st->custom_codecs has for oid: `index` 1 encoder, 2 decoder
+/* The callable of the entry st->cur_types has for oid: `index` 1 encoder, 2 decoder
    (borrowed); NULL with an error when the connection has none (cannot happen: a
    decoder or encoder of this file is picked only for an entry). */
 static PyObject *callable_of(agentdb_state *st, Oid oid, int index)
 {
     long kind;
-    PyObject *e = entry_of(st->custom_codecs, oid, &kind);
+    PyObject *e = entry_of(st->cur_types ? st->cur_types->custom : NULL, oid, &kind);
     if (e == NULL) {
         PyErr_Format(st->InterfaceError ? st->InterfaceError : PyExc_RuntimeError,
                      "no codec for type OID %u", (unsigned)oid);
@@ -81,7 +81,7 @@ static PyObject *dec_custom_binary(agentdb_state *st, const char *data, int len,
 static int enc_custom(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno)
 {
     long kind;
-    PyObject *e = entry_of(st->custom_codecs, oid, &kind);
+    PyObject *e = entry_of(st->cur_types ? st->cur_types->custom : NULL, oid, &kind);
     if (e == NULL) {
         PyErr_Format(st->InterfaceError, "no codec for type OID %u", (unsigned)oid);
         return -1;
@@ -153,7 +153,7 @@ int agentdb_custom_encoder(const agentdb_typeopts *o, Oid oid, encoder *out)
         return 0;
     }
     switch (kind) {
-    case CUSTOM_TEXT: *out = (encoder){enc_custom, 0, 1}; break;
+    case CUSTOM_TEXT: *out = (encoder){enc_custom, 0, 0}; break; /* text: not binary */
     case CUSTOM_BINARY: *out = (encoder){enc_custom, 1, 1}; break;
     default:
         *out = agentdb_typed_encoder(builtin_of(e));

@@ -236,13 +236,14 @@ encoder agentdb_typed_encoder(Oid oid)
     return e;
 }
 
-/* The encoder writing `oid`'s binary send format (fn NULL when there is none). */
-static encoder binary_encoder(Oid oid)
+/* The encoder writing `oid`'s binary send format (fn NULL when there is none), with the
+   types of the connection in use (st->cur_types) when there is one. */
+static encoder binary_encoder(agentdb_state *st, Oid oid)
 {
-    if (oid == OID_NUMERIC) {
+    encoder e = agentdb_typed_encoder_for(st->cur_types, oid);
+    if (e.fn == agentdb_enc_numeric) {
         return (encoder){agentdb_enc_numeric_bin, 1, 1};
     }
-    encoder e = agentdb_typed_encoder(oid);
     if (!e.binary_elem) {
         e.fn = NULL;
     }
@@ -250,16 +251,16 @@ static encoder binary_encoder(Oid oid)
     return e;
 }
 
-int agentdb_has_binary_encoder(Oid oid)
+int agentdb_has_binary_encoder(agentdb_state *st, Oid oid)
 {
     Oid elemoid = agentdb_array_elem_oid(oid);
-    return binary_encoder(elemoid ? elemoid : oid).fn != NULL;
+    return binary_encoder(st, elemoid ? elemoid : oid).fn != NULL;
 }
 
 int agentdb_encode_binary(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno)
 {
     Oid elemoid = agentdb_array_elem_oid(oid);
-    encoder e = binary_encoder(elemoid ? elemoid : oid);
+    encoder e = binary_encoder(st, elemoid ? elemoid : oid);
     if (e.fn == NULL) {
         PyErr_Format(PyExc_ValueError, "no binary encoder for type OID %u", (unsigned)oid);
         return -1;
