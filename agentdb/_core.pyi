@@ -106,6 +106,9 @@ class Connection:
         json_text: bool = ...,
         /,
     ) -> None: ...
+    def _fetchrow_unprepared(
+        self, query: str, /, *, timeout: float | None = None
+    ) -> Awaitable[Record | None]: ...
     def _set_vector_types(self, vector_oid: int, halfvec_oid: int, /) -> None: ...
     def _set_type_codecs(
         self, codecs: dict[int, tuple[int, Any, Any, int]] | None, /

@@ -339,7 +339,8 @@ class Connection(_core.Connection):
         self.clear_statement_cache()
 
     async def _load_vector_types(self, *, timeout: float | None = None) -> None:
-        row = await self.fetchrow(VECTOR_TYPES_SQL, timeout=timeout)
+        # Unprepared: behind a transaction-mode pooler a named statement may be gone.
+        row = await self._fetchrow_unprepared(VECTOR_TYPES_SQL, timeout=timeout)
         assert row is not None  # an aggregate without GROUP BY: always one row
         self._set_vector_types(row[0], row[1])
 

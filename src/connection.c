@@ -231,6 +231,20 @@ static PyObject *Connection_fetchrow(PyObject *self, PyObject *const *args, Py_s
                       nargs, kwnames, AGENTDB_KW_TIMEOUT);
 }
 
+/* _fetchrow_unprepared(query, timeout=None): fetchrow of a query without parameters in
+   one message and one sync (no named statement, no Describe first): connect()'s own
+   lookups, which must work behind a transaction-mode pooler whatever the cache size. */
+static PyObject *Connection__fetchrow_unprepared(PyObject *self, PyObject *const *args,
+                                                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "_fetchrow_unprepared(query, timeout=None)");
+        return NULL;
+    }
+    return conn_query((agentdb_Connection *)self, "_fetchrow_unprepared", OPK_PLAIN,
+                      AGENTDB_MODE_ROW, args, nargs, kwnames, AGENTDB_KW_TIMEOUT);
+}
+
 static PyObject *Connection_fetchval(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                      PyObject *kwnames)
 {
@@ -525,6 +539,8 @@ static PyMethodDef Connection_methods[] = {
     {"_configure", Connection__configure, METH_VARARGS, NULL},
     {"_set_vector_types", Connection__set_vector_types, METH_VARARGS, NULL},
     {"_set_type_codecs", Connection__set_type_codecs, METH_O, NULL},
+    {"_fetchrow_unprepared", (PyCFunction)(void (*)(void))Connection__fetchrow_unprepared,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"execute", (PyCFunction)(void (*)(void))Connection_execute, METH_FASTCALL | METH_KEYWORDS,
      "execute(query, *args, timeout=None) -> Future[str]: run a statement (several, "
      "without arguments) and return the command tag of the last."},

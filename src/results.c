@@ -24,7 +24,9 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
 #endif
     case PGRES_TUPLES_OK:
         op->chunk_tried = 1; /* too late to ask (or asked and done) */
-        if (op->step == STEP_EXEC && !op->abandoned && op->kind == OPK_QUERY &&
+        /* OPK_PLAIN with rows: Connection._fetchrow_unprepared */
+        if (op->step == STEP_EXEC && !op->abandoned &&
+            (op->kind == OPK_QUERY || op->kind == OPK_PLAIN) &&
             op->mode != AGENTDB_MODE_STATUS && op->mode != AGENTDB_MODE_NONE &&
             op->error == NULL) {
             if (agentdb_op_take_rows(c, op, res, 0) < 0) {
