@@ -232,3 +232,20 @@ async def test_from_query_output_fails(conn: agentdb.Connection) -> None:
     with pytest.raises(OSError, match="disk full"):
         await conn.copy_from_query("SELECT generate_series(1, 100000)", output=sink)
     assert await conn.fetchval("SELECT 2") == 2
+
+
+async def test_pool_copy_shortcuts(pg_dsn: str, tmp_path: Path) -> None:
+    async with await agentdb.create_pool(pg_dsn, pool_size=2) as pool:
+        await pool.execute("DROP TABLE IF EXISTS cv_pool")
+        await pool.execute("CREATE TABLE cv_pool (id int, name text)")
+        try:
+            assert await pool.copy_records_to_table(
+                "cv_pool", records=arecords(1500)) == "COPY 1500"
+            assert await pool.copy_to_table("cv_pool", source=io.BytesIO(b"-1\tx\n")) == "COPY 1"
+            out = tmp_path / "pool.txt"
+            assert await pool.copy_from_table("cv_pool", output=out) == "COPY 1501"
+            assert len(out.read_bytes().splitlines()) == 1501
+            got = await pool.copy_from_query("SELECT name FROM cv_pool WHERE id = -1")
+            assert got == b"x\n"
+        finally:
+            await pool.execute("DROP TABLE cv_pool")
