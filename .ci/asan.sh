@@ -13,7 +13,8 @@
 # PYTHONMALLOC=malloc (so Python objects are malloc'd blocks ASan watches), leak
 # detection off (CPython keeps memory until exit) and DIR's copy first on PYTHONPATH.
 
-ASAN_TESTS=(tests/test_encoder_safety.py tests/test_copy.py tests/test_codecs.py tests/test_types.py)
+ASAN_TESTS=(tests/test_encoder_safety.py tests/test_copy.py tests/test_codecs.py tests/test_types.py
+    tests/test_vector.py tests/test_type_codecs.py tests/test_copy_variants.py)
 # pytest's default fd capture would swallow ASan's report of a test that dies: it writes to
 # file descriptor 2, which --capture=fd points at a file that nobody reads after a crash.
 ASAN_PYTEST_ARGS=(--capture=sys)

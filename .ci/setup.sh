@@ -3,7 +3,8 @@
 # On a fresh Debian machine it installs what is missing with apt-get (libpq-dev, the
 # postgresql server and client binaries, a C compiler, Python headers and venv), makes a
 # virtualenv in .venv inside the checkout and installs agentdb with its test and docs extras,
-# building the C extension with -Werror (AGENTDB_WERROR=1). It starts no server.
+# building the C extension with -Werror (AGENTDB_WERROR=1), and builds pgvector for the
+# installed servers when it is missing (agentdb_pgvector). It starts no server.
 # After it: $ROOT (the checkout), $VENV, $VPY (the venv's python).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -79,6 +80,57 @@ agentdb_system_packages() {
     _py_has_headers || { echo "error: $PYTHON has no Python.h (install its -dev package)" >&2; return 1; }
 }
 
+# pgvector for every installed PostgreSQL server (tests/test_vector.py, bench workload
+# "vector"): bookworm has no postgresql-NN-pgvector package, so it is built from Debian 13's
+# source package (0.8: vector, halfvec, sparsevec; a deb-src line is added for it) against
+# postgresql-server-dev-NN. Quick when vector.control is already there. As root only (the
+# build installs into the server's directories).
+_pgvector_src_list=/etc/apt/sources.list.d/agentdb-pgvector-src.sources
+agentdb_pgvector() {
+    local bindir ver pgc sharedir missing=()
+    for bindir in /usr/lib/postgresql/*/bin; do
+        [ -x "$bindir/postgres" ] || continue
+        ver=$(basename "$(dirname "$bindir")")
+        sharedir=/usr/share/postgresql/$ver
+        [ -f "$sharedir/extension/vector.control" ] || missing+=("$ver")
+    done
+    [ "${#missing[@]}" -gt 0 ] || return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "note: pgvector is missing for PostgreSQL ${missing[*]}; run .ci/setup.sh as root to build it" >&2
+        return 0
+    fi
+    local pkgs=(make gcc libc6-dev dpkg-dev)
+    for ver in "${missing[@]}"; do pkgs+=("postgresql-server-dev-$ver"); done
+    _apt_install "${pkgs[@]}"
+    # Debian 13's (stable) source package: its pool keeps the files the lists name, which
+    # unstable's does not always do while a new version comes in.
+    if [ ! -f "$_pgvector_src_list" ]; then
+        _log "adding Debian 13's source packages (deb-src) for pgvector"
+        printf '%s\n' "Types: deb-src" "URIs: http://deb.debian.org/debian" "Suites: trixie" \
+            "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+            >"$_pgvector_src_list"
+        apt-get update -qq
+    fi
+    local work
+    work=$(mktemp -d)
+    (
+        cd "$work"
+        _log "apt-get source pgvector"
+        apt-get source -qq pgvector/trixie >/dev/null
+        cd pgvector-*/
+        for ver in "${missing[@]}"; do
+            pgc=/usr/lib/postgresql/$ver/bin/pg_config
+            _log "building pgvector $(sed -n 's/^default_version = .\(.*\)./\1/p' vector.control) for PostgreSQL $ver"
+            # OPTFLAGS= : no -march=native (the build may move to another machine);
+            # with_llvm=no: no JIT bitcode (clang not needed at install time).
+            make -s clean PG_CONFIG="$pgc" >/dev/null
+            make -s PG_CONFIG="$pgc" OPTFLAGS= with_llvm=no >/dev/null
+            make -s install PG_CONFIG="$pgc" with_llvm=no >/dev/null
+        done
+    )
+    rm -rf "$work"
+}
+
 agentdb_venv() {
     if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
         _log "creating $VENV with $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
@@ -101,4 +153,5 @@ print("==> agentdb imports from", agentdb.__file__)')
 }
 
 agentdb_system_packages
+agentdb_pgvector
 agentdb_venv

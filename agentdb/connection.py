@@ -8,13 +8,14 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from . import _aio, _core
 from . import copy_format as _copy
+from . import copy_io as _copy_io
 from . import dsn as _dsn
-from ._sql import qualified, quote_ident
+from ._sql import TYPE_BY_NAME_SQL, VECTOR_TYPES_SQL, qualified, quote_ident
 from .cursor import CursorFactory
 from .logs import describe_target
 from .logs import logger as _logger
@@ -158,12 +159,6 @@ class Connection(_core.Connection):
         rows: list[_core.Record] = await self._fetchmany(query, args, timeout=timeout)
         return rows
 
-    def reload_schema_state(self) -> None:
-        """Forget what this connection knows of the schema (its prepared statements and
-        the type descriptions ``prepare()`` looked up), after DDL: asyncpg's name."""
-        self.clear_statement_cache()
-        self._types.clear()
-
     # -- query loggers ------------------------------------------------------------
     #
     # While a logger is registered, the statement methods are wrapped per instance (an
@@ -277,6 +272,9 @@ class Connection(_core.Connection):
             except Exception:
                 _logger.exception("a termination listener failed")
 
+    # oid -> the codec set_type_codec()/set_builtin_type_codec() gave it (the core has a copy)
+    _codecs: dict[int, tuple[int, Any, Any, int]]
+
     async def add_listener(
         self, channel: str, callback: Callable[[Connection, int, str, str], Any]
     ) -> None:
@@ -316,18 +314,22 @@ class Connection(_core.Connection):
         self,
         table_name: str,
         *,
-        records: Iterable[Sequence[Any]],
+        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
         columns: Sequence[str] | None = None,
         schema_name: str | None = None,
         timeout: float | None = None,
+        where: str | None = None,
     ) -> str:
-        """COPY ``records`` (tuples) into a table in one stream; returns the command tag
-        (``"COPY 10000"``). Values travel as COPY data, never spliced into SQL.
+        """COPY ``records`` (tuples; an iterable or an async iterable) into a table in one
+        stream; returns the command tag (``"COPY 10000"``). Values travel as COPY data,
+        never spliced into SQL; ``where`` is an SQL condition rows must meet to be kept.
 
         The values are sent in PostgreSQL's binary format, encoded for the column types as
         query arguments are (a value of the wrong type raises DataError naming its record
         and column), unless a column's type has no binary encoder (an enum, inet, ...):
-        then the whole COPY is in text format, each value as its text."""
+        then the whole COPY is in text format, each value as its text. Records from an
+        async iterable are encoded and sent 1,000 at a time, as they come."""
+        streamed = _copy_io.iter_or_aiter(records)
         # The column types first; the COPY keeps its place in the connection's order
         # meanwhile: statements issued after this call still run after the COPY.
         probe = self._query(
@@ -335,18 +337,30 @@ class Connection(_core.Connection):
             (qualified(table_name, schema_name),),
             timeout=timeout,
         )
-        copy = self._copy_hold(timeout=timeout)
+        copy = self._copy_hold(timeout=None if streamed else timeout)
         try:
             table_columns = (await probe)[0]
+            if streamed:
+                oids = _copy.column_oids(table_columns, columns)
+                chunks = _copy_io.record_chunks(
+                    records, oids, self._copy_binary  # type: ignore[arg-type]
+                )
+                sql = _copy.copy_in_sql(table_name, columns, schema_name)
+                return await self._copy_in_stream(copy, sql, where, chunks, timeout)
             sql, payload = _copy.copy_records(
-                table_columns, table_name, columns, schema_name, records
+                table_columns,
+                table_name,
+                columns,
+                schema_name,
+                records,  # type: ignore[arg-type]
+                self._copy_binary,
             )
         except BaseException:
-            self._copy_send(copy, None, None)  # dropped unsent
+            self._copy_send(copy, None, None)  # dropped unsent (nothing when streamed)
             if copy.done() and not copy.cancelled():
                 copy.exception()  # the connection failed it too: already said
             raise
-        self._copy_send(copy, sql, payload)
+        self._copy_send(copy, sql + _copy.where_clause(where), payload)
         result: str = await copy
         return result
 
@@ -354,40 +368,127 @@ class Connection(_core.Connection):
         self,
         table_name: str,
         *,
-        source: bytes,
+        source: Any,
         columns: Sequence[str] | None = None,
         schema_name: str | None = None,
-        format: str = "text",
         timeout: float | None = None,
+        where: str | None = None,
+        **options: Any,
     ) -> str:
-        """COPY ``source`` (data already in COPY ``format``: text or csv) into a table."""
-        opts = _copy.format_option(format)
-        sql = _copy.copy_in_sql(table_name, columns, schema_name) + opts
-        result: str = await self._copy(sql, bytes(source), timeout=timeout)
+        """COPY ``source`` into a table; returns the command tag. ``source`` is bytes, a
+        path, a file object (read in the executor, or awaited when its ``read`` is a
+        coroutine function) or an async iterable of bytes, in COPY's format (``format=``
+        text, csv or binary, and asyncpg's other options: ``delimiter``, ``null``,
+        ``header``, ``quote``, ``escape``, ``force_not_null``, ``force_null``, ``freeze``,
+        ``encoding``). Anything but bytes is streamed: read as the connection sends it."""
+        sql = _copy.copy_in_sql(table_name, columns, schema_name) + _copy.copy_options(
+            "copy_to_table", **options
+        )
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            result: str = await self._copy(
+                sql + _copy.where_clause(where), bytes(source), timeout=timeout
+            )
+            return result
+        chunks = _copy_io.source_chunks(source)
+        copy = self._copy_hold()
+        return await self._copy_in_stream(
+            copy, sql, where, ((False, c) async for c in chunks), timeout
+        )
+
+    async def _copy_in_stream(
+        self,
+        copy: Any,
+        sql: str,
+        where: str | None,
+        chunks: AsyncIterator[tuple[bool, bytes]],
+        timeout: float | None,
+    ) -> str:
+        """Send the held COPY ``copy`` with ``chunks`` fed one at a time, each once the
+        one before is in libpq's buffer. A source that fails, a timeout or a cancel ends
+        the COPY with an error (the server rolls it back) and raises."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        started = False
+
+        async def feed() -> None:
+            nonlocal started
+            async for binary, chunk in chunks:
+                if not started:  # the format is known with the first chunk
+                    opts = " (FORMAT binary)" if binary else ""
+                    self._copy_send(copy, sql + opts + _copy.where_clause(where), b"", True)
+                    started = True
+                fed = self._copy_feed(copy, chunk)
+                if fed is None:
+                    return  # gone: `copy` holds what happened
+                await asyncio.wait((fed, copy), return_when=asyncio.FIRST_COMPLETED)
+                if copy.done():
+                    return
+            if not started:
+                self._copy_send(copy, sql + _copy.where_clause(where), b"", True)
+                started = True
+            self._copy_feed(copy, None)
+
+        try:
+            await _aio.wait_for(feed(), timeout)
+        except BaseException as e:
+            if not started:
+                self._copy_send(copy, None, None)
+            else:
+                self._copy_feed(copy, None, f"COPY aborted by the client: {type(e).__name__}")
+                copy.add_done_callback(_consume_outcome)
+            if isinstance(e, TimeoutError) and timeout is not None:
+                raise TimeoutError(f"COPY timed out after {timeout} s") from None
+            raise
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        result: str = await _aio.wait_for(copy, remaining)
         return result
 
     async def copy_from_query(
-        self, query: str, *, format: str = "text", timeout: float | None = None
-    ) -> bytes:
-        """The result of ``query`` as COPY data (``format``: text or csv)."""
-        opts = _copy.format_option(format)
-        data: bytes = await self._copy(f"COPY ({query}) TO STDOUT{opts}", None, timeout=timeout)
-        return data
+        self,
+        query: str,
+        *,
+        output: Any = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
+        """The result of ``query`` as COPY data (``format=`` text, csv or binary, and
+        asyncpg's other options). With ``output`` (a path, a file object, or a coroutine
+        function called with each chunk) the data is written there as it arrives, files
+        in the executor, and the command tag is returned (``"COPY 10"``); without it,
+        the data itself (bytes)."""
+        sql = f"COPY ({query}) TO STDOUT" + _copy.copy_options("copy_from_query", **options)
+        return await self._copy_out(sql, output, timeout)
 
     async def copy_from_table(
         self,
         table_name: str,
         *,
+        output: Any = None,
         columns: Sequence[str] | None = None,
         schema_name: str | None = None,
-        format: str = "text",
         timeout: float | None = None,
-    ) -> bytes:
-        """A table's rows as COPY data (``format``: text or csv)."""
-        opts = _copy.format_option(format)
-        sql = _copy.copy_out_sql(table_name, columns, schema_name) + opts
-        data: bytes = await self._copy(sql, None, timeout=timeout)
-        return data
+        **options: Any,
+    ) -> Any:
+        """A table's rows as COPY data: as ``copy_from_query``."""
+        sql = _copy.copy_out_sql(table_name, columns, schema_name) + _copy.copy_options(
+            "copy_from_table", **options
+        )
+        return await self._copy_out(sql, output, timeout)
+
+    async def _copy_out(self, sql: str, output: Any, timeout: float | None) -> Any:
+        if output is None:
+            return await self._copy(sql, None, timeout=timeout)
+        write, close = _copy_io.output_writer(output)
+        queue = _copy_io.ChunkQueue()
+        copy = self._copy(sql, queue.put, timeout=timeout)
+        try:
+            await queue.drain(copy, write)
+        except BaseException:
+            copy.cancel()
+            copy.add_done_callback(_consume_outcome)
+            raise
+        finally:
+            await close()
+        return await copy
 
     async def reset(self, *, timeout: float | None = None) -> None:
         """Put the session back as it was right after connect: roll back an open
@@ -400,6 +501,96 @@ class Connection(_core.Connection):
             await self.execute("ROLLBACK", timeout=timeout)
         await self._reset_session(timeout=timeout)
 
+    async def reload_schema_state(self, *, timeout: float | None = None) -> None:
+        """Forget what this connection knows of the schema, after DDL (asyncpg's name):
+        its prepared statements, the type descriptions ``prepare()`` looked up, and the
+        extension types found at connect (pgvector's ``vector`` and ``halfvec``, looked up
+        again: after ``CREATE EXTENSION vector`` on an open connection, its values decode
+        as ``array('f')`` from then on)."""
+        self.clear_statement_cache()
+        self._types.clear()
+        await self._load_vector_types(timeout=timeout)
+
+    async def set_type_codec(
+        self,
+        typename: str,
+        *,
+        schema: str = "public",
+        encoder: Callable[[Any], Any],
+        decoder: Callable[[Any], Any],
+        format: str = "text",
+    ) -> None:
+        """Encode and decode values of ``schema.typename`` with your functions, on this
+        connection (asyncpg's API; in a pool, call it from ``init=``: a codec stays with
+        its physical connection through releases and resets). ``format="text"``:
+        ``encoder(value) -> str`` and ``decoder(str)``; ``"binary"``: bytes, in the
+        type's binary send/receive format. Arrays of the type are not covered.
+        ``"tuple"`` is asyncpg's own and not supported (NotSupportedError)."""
+        if format not in ("text", "binary", "tuple"):
+            raise ValueError("format must be 'text', 'binary' or 'tuple'")
+        if format == "tuple":
+            raise _core.NotSupportedError(
+                "set_type_codec(format='tuple') is not supported: use 'text' or 'binary'"
+            )
+        if not callable(encoder) or not callable(decoder):
+            raise TypeError("encoder and decoder must be callables")
+        oid = await self._type_oid(typename, schema)
+        self._put_type_codec(oid, (0 if format == "text" else 1, encoder, decoder, 0))
+
+    async def set_builtin_type_codec(
+        self,
+        typename: str,
+        *,
+        schema: str = "public",
+        codec_name: str,
+        format: str | None = None,
+    ) -> None:
+        """Decode and encode ``schema.typename`` (an extension's type, a domain...) as the
+        built-in type ``codec_name`` (``"text"``, ``"int4"``, ``"jsonb"``, any type of
+        pg_catalog), in its text form, or also in its binary form with
+        ``format="binary"`` (when the type's binary form is the built-in's: a domain's,
+        an extension type that reuses a core type's send/receive). asyncpg's API; the
+        default format is text for text types (text, varchar, name, json, xml...) and
+        binary for the others."""
+        if format not in (None, "text", "binary"):
+            raise ValueError("format must be None, 'text' or 'binary'")
+        base = await self._type_oid(codec_name, "pg_catalog", what="codec_name")
+        oid = await self._type_oid(typename, schema)
+        if format is None:
+            format = "text" if codec_name in _TEXT_TYPES else "binary"
+        self._put_type_codec(oid, (2, format == "binary", None, base))
+
+    async def reset_type_codec(self, typename: str, *, schema: str = "public") -> None:
+        """Forget a codec set with ``set_type_codec``/``set_builtin_type_codec``."""
+        oid = await self._type_oid(typename, schema)
+        codecs = dict(getattr(self, "_codecs", {}))
+        codecs.pop(oid, None)
+        self._codecs = codecs
+        self._set_type_codecs(codecs or None)
+        self.clear_statement_cache()
+
+    async def _type_oid(self, typename: str, schema: str, what: str = "type") -> int:
+        row = await self.fetchrow(TYPE_BY_NAME_SQL, typename, schema)
+        if row is None:
+            raise ValueError(f"unknown {what}: {schema}.{typename}")
+        oid: int = row[0]
+        return oid
+
+    def _put_type_codec(self, oid: int, entry: tuple[int, Any, Any, int]) -> None:
+        # A new dict each time: the core keeps the one it was given, unchanged.
+        codecs = {**getattr(self, "_codecs", {}), oid: entry}
+        self._codecs = codecs
+        self._set_type_codecs(codecs)
+        # Cached statements asked for results in the format of the codecs they were
+        # prepared with: prepare them again.
+        self.clear_statement_cache()
+
+    async def _load_vector_types(self, *, timeout: float | None = None) -> None:
+        # Unprepared: behind a transaction-mode pooler a named statement may be gone.
+        row = await self._fetchrow_unprepared(VECTOR_TYPES_SQL, timeout=timeout)
+        assert row is not None  # an aggregate without GROUP BY: always one row
+        self._set_vector_types(row[0], row[1])
+
     def transaction(
         self,
         *,
@@ -410,6 +601,17 @@ class Connection(_core.Connection):
         """A transaction block: ``async with conn.transaction(): ...`` (nested: savepoints)."""
         return Transaction(self, isolation=isolation, readonly=readonly, deferrable=deferrable)
 
+
+
+# set_builtin_type_codec(): the built-in types whose binary form another type is unlikely
+# to share (a composite, an enum or a domain over another type shows its text as theirs).
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "char", "json", "xml", "unknown"})
+
+
+def _consume_outcome(fut: Any) -> None:
+    """A COPY's outcome nobody awaits any more (its caller raised): taken, not logged."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def connect(
@@ -497,6 +699,10 @@ async def _connect(
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     try:
         await conn._connect(list(options), list(options.values()), remaining, secret)
+        # pgvector's types: their OIDs are this database's, and the decoders of every
+        # statement depend on them. One round trip (its cost: docs/architecture.md).
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        await conn._load_vector_types(timeout=remaining)
     except BaseException as e:
         conn.terminate()
         if target and isinstance(e, Exception):

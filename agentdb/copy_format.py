@@ -1,16 +1,16 @@
 """Driver layer: COPY statements and payloads: rows into a table, tables and queries out.
 
 Rows go in binary format when every column type has a binary encoder, else in text;
-tables and query results come out in text or csv.
+tables and query results come out in the format asked for (asyncpg's COPY options).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import _core
-from ._sql import qualified, quote_ident
+from ._sql import qualified, quote_ident, quote_literal
 
 
 def records_payload(records: Iterable[Sequence[Any]]) -> bytes:
@@ -24,11 +24,49 @@ def column_list(columns: Sequence[str] | None) -> str:
     return " (" + ", ".join(quote_ident(c) for c in columns) + ")" if columns else ""
 
 
-def format_option(format: str) -> str:
-    """COPY's option for ``format`` ("text" or "csv"); ValueError for anything else."""
-    if format not in ("text", "csv"):
-        raise ValueError("format must be 'text' or 'csv'")
-    return " (FORMAT csv)" if format == "csv" else ""
+# asyncpg's COPY options, by method; each is spelt as COPY spells it.
+_OUT_OPTIONS = ("format", "oids", "delimiter", "null", "header", "quote", "escape",
+                "force_quote", "encoding")
+_IN_OPTIONS = ("format", "oids", "freeze", "delimiter", "null", "header", "quote", "escape",
+               "force_not_null", "force_null", "encoding")
+COPY_OPTIONS = {
+    "copy_from_query": _OUT_OPTIONS,
+    "copy_from_table": _OUT_OPTIONS,
+    "copy_to_table": _IN_OPTIONS,
+}
+
+
+def copy_options(method: str, **options: Any) -> str:
+    """`` (FORMAT 'csv', HEADER True)`` for the options given (None: left out), or
+    nothing; TypeError for an option ``method`` does not take, ValueError for a format
+    other than text, csv or binary."""
+    allowed = COPY_OPTIONS[method]
+    opts = []
+    for name, value in options.items():
+        if name not in allowed:
+            raise TypeError(f"{method}() got an unexpected keyword argument {name!r}")
+        if value is None:
+            continue
+        if name == "format" and value not in ("text", "csv", "binary"):
+            raise ValueError("format must be 'text', 'csv' or 'binary'")
+        if name in ("force_quote", "force_not_null", "force_null"):
+            if value is True and name == "force_quote":
+                text = "*"
+            elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise TypeError(f"{name} must be a sequence of column names")
+            else:
+                text = "(" + ", ".join(quote_ident(c) for c in value) + ")"
+        elif name in ("oids", "freeze", "header"):
+            text = "true" if value else "false"
+        else:
+            text = quote_literal(str(value))
+        opts.append(f"{name.upper()} {text}")
+    return " (" + ", ".join(opts) + ")" if opts else ""
+
+
+def where_clause(where: str | None) -> str:
+    """`` WHERE <condition>`` for COPY FROM, or nothing."""
+    return f" WHERE {where}" if where else ""
 
 
 def copy_in_sql(table_name: str, columns: Sequence[str] | None, schema_name: str | None) -> str:
@@ -57,25 +95,37 @@ def columns_sql(server_version: int) -> str:
     return COLUMNS_SQL if server_version >= 120000 else COLUMNS_SQL_BEFORE_12
 
 
+#: ``_copy_binary(records, oids) -> bytes | None`` (the core's, or a connection's).
+BinaryEncoder = Callable[[Iterable[Sequence[Any]], tuple[int, ...]], "bytes | None"]
+
+
+def column_oids(
+    table_columns: Iterable[Any], columns: Sequence[str] | None
+) -> tuple[int, ...] | None:
+    """The type OIDs of the columns COPY fills, from the rows of COLUMNS_SQL; None when a
+    column named is not in the table (the server says so, in text format)."""
+    if columns is None:
+        return tuple(oid for _, oid, gen in table_columns if not gen)
+    by_name = {name: oid for name, oid, _ in table_columns}
+    return tuple(by_name[c] for c in columns) if all(c in by_name for c in columns) else None
+
+
 def copy_records(
     table_columns: Iterable[Any],
     table_name: str,
     columns: Sequence[str] | None,
     schema_name: str | None,
     records: Iterable[Sequence[Any]],
+    encode_binary: BinaryEncoder = _core._copy_binary,
 ) -> tuple[str, bytes]:
     """The COPY statement and its payload for ``records``: binary when every column being
-    filled has a binary encoder, else text. ``table_columns`` are the rows of COLUMNS_SQL:
+    filled has a binary encoder (``encode_binary``: a connection's ``_copy_binary``, with
+    its types), else text. ``table_columns`` are the rows of COLUMNS_SQL:
     (name, type oid, generated)."""
     sql = copy_in_sql(table_name, columns, schema_name)
-    if columns is None:
-        oids: tuple[int, ...] | None = tuple(oid for _, oid, gen in table_columns if not gen)
-    else:
-        by_name = {name: oid for name, oid, _ in table_columns}
-        # A column the table lacks: the server says so, in text format.
-        oids = tuple(by_name[c] for c in columns) if all(c in by_name for c in columns) else None
+    oids = column_oids(table_columns, columns)
     if oids is not None:
-        payload = _core._copy_binary(records, oids)
+        payload = encode_binary(records, oids)
         if payload is not None:
             return sql + " (FORMAT binary)", payload
     return sql, records_payload(records)

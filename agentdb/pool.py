@@ -72,6 +72,28 @@ class Pool(_core.Pool):
         size: int = self.stats()["max_size"]
         return size
 
+    # asyncpg's COPY shortcuts: the Connection method of that name on a checked-out
+    # connection, with the same arguments.
+    async def copy_records_to_table(self, table_name: str, **kwargs: Any) -> str:
+        async with self.acquire() as conn:
+            result: str = await conn.copy_records_to_table(table_name, **kwargs)
+        return result
+
+    async def copy_to_table(self, table_name: str, **kwargs: Any) -> str:
+        async with self.acquire() as conn:
+            result: str = await conn.copy_to_table(table_name, **kwargs)
+        return result
+
+    async def copy_from_table(self, table_name: str, **kwargs: Any) -> Any:
+        async with self.acquire() as conn:
+            out = await conn.copy_from_table(table_name, **kwargs)
+        return out
+
+    async def copy_from_query(self, query: str, **kwargs: Any) -> Any:
+        async with self.acquire() as conn:
+            out = await conn.copy_from_query(query, **kwargs)
+        return out
+
     async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Close gracefully: waiters fail now with InterfaceError, idle connections close
         now, checked-out connections close when released; after ``timeout`` seconds the

@@ -273,6 +273,7 @@ def cases_d() -> list[Case]:
                         _closer(driver, [conn]))
 
     return [
+        *cases_vector(),
         Case("d", "d.mixed10k", label, 1, prepare, setup_sql=MIXED_SETUP,
              teardown_sql="DROP TABLE _bench_mixed;", rows=True, cpu_per_row=True,
              peer_labels={"asyncpg": "jsonb returned as text (not parsed)"}),
@@ -281,4 +282,38 @@ def cases_d() -> list[Case]:
              cpu_per_row=True,
              drivers=("agentdb", "asyncpg"),
              peer_labels={"agentdb": "decode_json=False"}),
+    ]
+
+
+VECTOR_ROWS, VECTOR_DIMS = 10_000, 1536
+VECTOR_SETUP = f"""
+CREATE EXTENSION IF NOT EXISTS vector;
+DROP TABLE IF EXISTS _bench_vec;
+CREATE TABLE _bench_vec AS
+SELECT g AS id,
+       ARRAY(SELECT random() FROM generate_series(1, {VECTOR_DIMS}) WHERE g > 0)
+         ::vector({VECTOR_DIMS}) AS embedding
+  FROM generate_series(1, {VECTOR_ROWS}) AS g;
+"""
+
+
+def cases_vector() -> list[Case]:
+    """10k rows of 1536-dimension pgvector embeddings, one connection: agentdb's built-in
+    codec (array('f')) against asyncpg with the pgvector package's codec (numpy arrays)."""
+
+    async def prepare(driver: Driver) -> Prepared:
+        conns = await _connections(driver, 1)
+        if driver.name == "asyncpg":
+            from pgvector.asyncpg import register_vector
+
+            await register_vector(conns[0])
+        return Prepared([driver.fetch_op(conns[0], "SELECT id, embedding FROM _bench_vec")],
+                        _closer(driver, conns))
+
+    return [
+        Case("d", "d.vector10k", f"10k rows x vector({VECTOR_DIMS}), 1 conn", 1, prepare,
+             setup_sql=VECTOR_SETUP, teardown_sql="DROP TABLE _bench_vec;", rows=True,
+             cpu_per_row=True, drivers=("agentdb", "asyncpg"),
+             peer_labels={"agentdb": "array('f') per row",
+                          "asyncpg": "pgvector.asyncpg.register_vector: numpy per row"}),
     ]

@@ -83,6 +83,10 @@ typedef struct {
     PyObject *timezone_utc;  /* datetime.timezone.utc */
     void *datetime_capi;     /* PyDateTime_CAPI*, from the datetime capsule */
     PyObject *codec_cache;   /* free for src/codecs/ to use (NULL if unused) */
+    /* The agentdb_typeopts (codecs.h) of the connection whose rows, arguments or COPY
+       records are being decoded or encoded, borrowed for that time (rows.c, pipeline.c,
+       copystream.c); NULL otherwise */
+    const struct agentdb_typeopts *cur_types;
 
     /* libpq handles alive (every PGconn and PGresult has one owner and is
        freed once: the leak tests compare these before and after); counted only

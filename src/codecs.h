@@ -18,6 +18,22 @@ agentdb_decode_fn agentdb_decoder(Oid oid, int binary);
 /* As agentdb_decoder; json_text keeps json/jsonb (and their arrays) as str. */
 agentdb_decode_fn agentdb_decoder_opts(Oid oid, int binary, int json_text);
 
+/* A connection's way with types beyond their built-in OIDs: its options, and the OIDs of
+   the extension types it found in its database (pgvector's, whose OIDs are per database;
+   0 = not there).  Kept on the connection; `gen` changes whenever the rest does, so that
+   decoders picked before are picked again. */
+typedef struct agentdb_typeopts {
+    int json_text; /* json/jsonb come back as str (connect(decode_json=False)) */
+    Oid vector_oid, halfvec_oid;
+    /* dict: oid -> the codec set_type_codec()/set_builtin_type_codec() gave it (the
+       connection's reference), or NULL */
+    PyObject *custom;
+    unsigned gen;
+} agentdb_typeopts;
+
+/* As agentdb_decoder_opts, for a connection's types. */
+agentdb_decode_fn agentdb_decoder_for(const agentdb_typeopts *o, Oid oid, int binary);
+
 /* Encoded parameters ready for PQsendQueryPrepared/PQsendQueryParams. */
 typedef struct {
     int n;
@@ -44,6 +60,9 @@ typedef struct {
    rejected with DataError.  0 => ok; -1 => error set (and `p` freed). */
 int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
                           const Oid *types, int ntypes);
+/* As agentdb_params_encode, with a connection's extension types (`o` may be NULL). */
+int agentdb_params_encode_for(agentdb_state *st, agentdb_params *p, PyObject *args,
+                              const Oid *types, int ntypes, const agentdb_typeopts *o);
 
 /* The items of `v` as they are now, in a tuple that Python code cannot change: encoders
    call into Python (__index__, __str__, json.dumps...), and that code may empty or shrink
@@ -71,8 +90,9 @@ int agentdb_params_put(agentdb_params *p, const void *data, size_t n);
 int agentdb_params_reserve(agentdb_params *p, size_t extra);
 
 /* 1 when agentdb_encode_binary can write values of type `oid` (numeric included, which
-   parameters send as text; arrays when their element type can). */
-int agentdb_has_binary_encoder(Oid oid);
+   parameters send as text; arrays when their element type can; the types of the
+   connection st->cur_types points to, when it points to one). */
+int agentdb_has_binary_encoder(agentdb_state *st, Oid oid);
 /* Appends v (not None) in `oid`'s binary send format, as COPY ... (FORMAT binary) reads
    it, to p's buffer; argno names the value in errors ("query argument $N").  A type
    without a binary encoder raises ValueError.  0 => ok, -1 => error set. */

@@ -60,8 +60,15 @@ struct agentdb_Op {
     PyObject *status; /* command tag */
     double timeout;   /* seconds; <= 0: none */
     int copy_mode;    /* COPY_IN, COPY_OUT or 0 */
-    PyObject *copy_data; /* COPY_IN: bytes to send; COPY_OUT: list of received chunks */
+    /* COPY_IN: bytes to send (the chunk in hand, when streamed); COPY_OUT: list of the
+       received chunks, or the callable each chunk is given to (streamed) */
+    PyObject *copy_data;
     Py_ssize_t copy_off; /* COPY_IN: bytes sent so far */
+    /* COPY_IN streamed (_copy_feed): more chunks will come; copy_fed, the future of the
+       chunk in hand, completes when it has all gone into libpq's buffer */
+    int copy_more;
+    PyObject *copy_fed;
+    char *copy_abort; /* COPY_IN streamed: end it with this error (PQputCopyEnd) */
     int held; /* a COPY whose statement and payload are not known yet (_copy_hold):
                  it keeps its place in the FIFO and nothing after it is sent */
     /* Its arguments are being encoded, which runs Python code (op_send_exec): what that
@@ -117,7 +124,7 @@ struct agentdb_Connection {
     unsigned long stmt_tag; /* makes statement names distinct per connection */
     double command_timeout; /* <= 0: none */
     double cancel_grace;    /* seconds a cancelled statement may take before we give up */
-    int json_text;          /* json/jsonb come back as str (connect(decode_json=False)) */
+    agentdb_typeopts types; /* json as text or not, the extension types' OIDs (codecs.h) */
     int utf8_id;            /* libpq's number for the UTF8 encoding */
     /* AGENTDB_SQL_SESSION | AGENTDB_SQL_PREPARE of the statements queued since the
        session was last reset: whether the next user needs a reset. */
@@ -143,7 +150,7 @@ typedef struct {
     int ncols;
     int binary;                  /* results requested in binary format */
     agentdb_decode_fn *decoders; /* one per column, for `binary` */
-    int json_text;               /* the connection's json_text when they were picked */
+    unsigned types_gen;          /* the connection's types.gen when they were picked */
     PyObject *desc;              /* RecordDesc, or NULL without columns */
 } agentdb_Stmt;
 
@@ -195,8 +202,8 @@ int agentdb_conn_submit_prefixed(agentdb_Connection *c, PyObject *fut, int mode,
 void agentdb_conn_read_results(agentdb_Connection *c);
 
 /* rows.c */
-int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary, int json_text,
-                          int *binary, agentdb_decode_fn **out);
+int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary,
+                          const agentdb_typeopts *types, int *binary, agentdb_decode_fn **out);
 int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res,
                          int chunk);
 
@@ -210,7 +217,7 @@ PyObject *agentdb_Connection__query_uncached(PyObject *self, PyObject *const *ar
 /* stmtcache.c */
 void agentdb_stmt_free(PyObject *capsule);
 PyObject *agentdb_stmt_from_describe(agentdb_state *st, const char *name, const PGresult *res,
-                                     int json_text);
+                                     const agentdb_typeopts *types);
 int agentdb_stmt_lookup(agentdb_Connection *c, agentdb_Op *op);
 int agentdb_stmt_is_stale(agentdb_state *st, PyObject *exc);
 void agentdb_stmt_evict(agentdb_Connection *c);
@@ -253,6 +260,12 @@ PyObject *agentdb_Connection__reset_session(PyObject *self, PyObject *const *arg
 
 /* copystream.c */
 void agentdb_copy_in_continue(agentdb_Connection *c, agentdb_Op *op);
+/* A COPY TO STDOUT's chunk for op: kept, or given to its callable. 0 => ok, -1 => error. */
+int agentdb_copy_out_chunk(agentdb_Op *op, const char *buf, int n);
+PyObject *agentdb_Connection__copy_feed(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs);
+PyObject *agentdb_Connection__copy_binary(PyObject *self, PyObject *const *args,
+                                          Py_ssize_t nargs);
 PyObject *agentdb_Connection__copy(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
 PyObject *agentdb_Connection__copy_hold(PyObject *self, PyObject *const *args,

@@ -233,6 +233,20 @@ static PyObject *Connection_fetchrow(PyObject *self, PyObject *const *args, Py_s
                       nargs, kwnames, AGENTDB_KW_TIMEOUT);
 }
 
+/* _fetchrow_unprepared(query, timeout=None): fetchrow of a query without parameters in
+   one message and one sync (no named statement, no Describe first): connect()'s own
+   lookups, which must work behind a transaction-mode pooler whatever the cache size. */
+static PyObject *Connection__fetchrow_unprepared(PyObject *self, PyObject *const *args,
+                                                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "_fetchrow_unprepared(query, timeout=None)");
+        return NULL;
+    }
+    return conn_query((agentdb_Connection *)self, "_fetchrow_unprepared", OPK_PLAIN,
+                      AGENTDB_MODE_ROW, args, nargs, kwnames, AGENTDB_KW_TIMEOUT);
+}
+
 static PyObject *Connection_fetchval(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                      PyObject *kwnames)
 {
@@ -513,8 +527,40 @@ static PyObject *Connection__configure(PyObject *self, PyObject *args)
     c->stmt_cache_size = cache;
     c->command_timeout = command_timeout;
     c->cancel_grace = grace > 0 ? grace : 5.0;
-    if (json_text >= 0) {
-        c->json_text = json_text; /* statements prepared before keep their decoders unused */
+    if (json_text >= 0 && json_text != c->types.json_text) {
+        c->types.json_text = json_text;
+        c->types.gen++; /* statements prepared before pick their decoders again */
+    }
+    Py_RETURN_NONE;
+}
+
+/* _set_type_codecs(codecs: dict | None): the codecs set_type_codec() and
+   set_builtin_type_codec() gave this connection (agentdb/type_codecs.py makes them). */
+static PyObject *Connection__set_type_codecs(PyObject *self, PyObject *codecs)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (codecs != Py_None && !PyDict_CheckExact(codecs)) {
+        PyErr_SetString(PyExc_TypeError, "_set_type_codecs(codecs: dict | None)");
+        return NULL;
+    }
+    Py_XSETREF(c->types.custom, codecs == Py_None ? NULL : Py_NewRef(codecs));
+    c->types.gen++;
+    Py_RETURN_NONE;
+}
+
+/* _set_vector_types(vector_oid, halfvec_oid): pgvector's types in this connection's
+   database (0: not there), as connect() found them. */
+static PyObject *Connection__set_vector_types(PyObject *self, PyObject *args)
+{
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    unsigned int vector_oid, halfvec_oid;
+    if (!PyArg_ParseTuple(args, "II:_set_vector_types", &vector_oid, &halfvec_oid)) {
+        return NULL;
+    }
+    if (vector_oid != c->types.vector_oid || halfvec_oid != c->types.halfvec_oid) {
+        c->types.vector_oid = vector_oid;
+        c->types.halfvec_oid = halfvec_oid;
+        c->types.gen++;
     }
     Py_RETURN_NONE;
 }
@@ -554,6 +600,10 @@ static PyObject *Connection__future_abandoned(PyObject *self, PyObject *fut)
 static PyMethodDef Connection_methods[] = {
     {"_connect", agentdb_Connection__connect, METH_VARARGS, NULL},
     {"_configure", Connection__configure, METH_VARARGS, NULL},
+    {"_set_vector_types", Connection__set_vector_types, METH_VARARGS, NULL},
+    {"_set_type_codecs", Connection__set_type_codecs, METH_O, NULL},
+    {"_fetchrow_unprepared", (PyCFunction)(void (*)(void))Connection__fetchrow_unprepared,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"execute", (PyCFunction)(void (*)(void))Connection_execute, METH_FASTCALL | METH_KEYWORDS,
      "execute(query, *args, timeout=None) -> Future[str]: run a statement (several, "
      "without arguments) and return the command tag of the last."},
@@ -584,6 +634,9 @@ static PyMethodDef Connection_methods[] = {
     {"_copy_hold", (PyCFunction)(void (*)(void))agentdb_Connection__copy_hold,
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_copy_send", (PyCFunction)(void (*)(void))agentdb_Connection__copy_send, METH_FASTCALL, NULL},
+    {"_copy_feed", (PyCFunction)(void (*)(void))agentdb_Connection__copy_feed, METH_FASTCALL, NULL},
+    {"_copy_binary", (PyCFunction)(void (*)(void))agentdb_Connection__copy_binary, METH_FASTCALL,
+     NULL},
     {"close", (PyCFunction)(void (*)(void))Connection_close, METH_FASTCALL | METH_KEYWORDS,
      "close(timeout=None) -> Future[None]: close the connection."},
     {"terminate", Connection_terminate, METH_NOARGS, "Close the connection now."},
@@ -651,6 +704,7 @@ static int Connection_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(c->listeners);
     Py_VISIT(c->notice_handlers);
     Py_VISIT(c->termination_listeners);
+    Py_VISIT(c->types.custom);
     for (agentdb_Op *op = c->head; op != NULL; op = op->next) {
         Py_VISIT(op->fut);
         Py_VISIT(op->args);
@@ -665,6 +719,7 @@ static int Connection_clear(PyObject *self)
     agentdb_Connection *c = (agentdb_Connection *)self;
     agentdb_connection_close_now(c, NULL);
     Py_CLEAR(c->stmts);
+    Py_CLEAR(c->types.custom);
     Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);
@@ -722,6 +777,7 @@ static void Connection_dealloc(PyObject *self)
     Py_CLEAR(c->cb_timer);
     Py_CLEAR(c->loop);
     Py_CLEAR(c->stmts);
+    Py_CLEAR(c->types.custom);
     Py_CLEAR(c->link.pool);
     Py_CLEAR(c->listeners);
     Py_CLEAR(c->notice_handlers);

@@ -25,6 +25,8 @@ void agentdb_op_free(agentdb_state *st, agentdb_Op *op)
     Py_XDECREF(op->error);
     Py_XDECREF(op->status);
     Py_XDECREF(op->copy_data);
+    Py_XDECREF(op->copy_fed);
+    PyMem_Free(op->copy_abort);
     Py_XDECREF(op->profile);
     Py_XDECREF(op->prefix);
     PyMem_Free(op);
@@ -233,15 +235,18 @@ static int op_encode(agentdb_Connection *c, agentdb_Op *op, agentdb_Stmt *s,
     }
     Py_ssize_t done = 0;
     op->encoding = 1;
+    const agentdb_typeopts *prev_types = st->cur_types; /* for src/codecs/custom.c */
+    st->cur_types = &c->types;
     for (; done < *n; done++) {
         PyObject *args = many ? PyTuple_GET_ITEM(op->args, done) : op->args;
-        if (agentdb_params_encode(st, &ps[done], args, s ? s->ptypes : NULL,
-                                  s ? s->nparams : 0) < 0) {
+        if (agentdb_params_encode_for(st, &ps[done], args, s ? s->ptypes : NULL,
+                                      s ? s->nparams : 0, &c->types) < 0) {
             agentdb_op_take_error(op);
             break;
         }
     }
     op->encoding = 0;
+    st->cur_types = prev_types;
     if (done != *n) {
         for (Py_ssize_t i = 0; i < done; i++) {
             agentdb_params_free(&ps[i]);

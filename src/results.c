@@ -97,8 +97,10 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
 #endif
     case PGRES_TUPLES_OK:
         op->chunk_tried = 1; /* too late to ask (or asked and done) */
+        /* OPK_PLAIN with rows: Connection._fetchrow_unprepared */
         if (op->step == STEP_EXEC && !op->abandoned &&
-            (op->kind == OPK_QUERY || (op->kind == OPK_MANY && op->mode == AGENTDB_MODE_ALL)) &&
+            (op->kind == OPK_QUERY || op->kind == OPK_PLAIN ||
+             (op->kind == OPK_MANY && op->mode == AGENTDB_MODE_ALL)) &&
             op->mode != AGENTDB_MODE_STATUS && op->mode != AGENTDB_MODE_NONE &&
             op->error == NULL) {
             /* fetchmany(): each execution's rows gather in op->rows, as chunks do */
@@ -111,7 +113,7 @@ static void op_take_result(agentdb_Connection *c, agentdb_Op *op, PGresult *res)
     case PGRES_EMPTY_QUERY:
         if (op->step == STEP_DESCRIBE && status == PGRES_COMMAND_OK) {
             PyObject *capsule =
-                agentdb_stmt_from_describe(st, PyUnicode_AsUTF8(op->status), res, c->json_text);
+                agentdb_stmt_from_describe(st, PyUnicode_AsUTF8(op->status), res, &c->types);
             if (capsule == NULL) {
                 agentdb_op_take_error(op);
             }
@@ -194,7 +196,7 @@ static void op_finalize(agentdb_Op *op)
     if (op->error != NULL) {
         return;
     }
-    if (op->copy_mode == COPY_OUT && op->copy_data != NULL) {
+    if (op->copy_mode == COPY_OUT && op->copy_data != NULL && PyList_Check(op->copy_data)) {
         PyObject *data = join_chunks(op->copy_data);
         if (data == NULL) {
             agentdb_op_take_error(op);
@@ -379,12 +381,9 @@ void agentdb_conn_read_results(agentdb_Connection *c)
             char *buf = NULL;
             int n;
             while ((n = PQgetCopyData(pg, &buf, 1)) > 0) {
-                if (op->copy_mode == COPY_OUT && op->copy_data != NULL) {
-                    PyObject *chunk = PyBytes_FromStringAndSize(buf, n);
-                    if (chunk == NULL || PyList_Append(op->copy_data, chunk) < 0) {
-                        agentdb_op_take_error(op);
-                    }
-                    Py_XDECREF(chunk);
+                if (op->copy_mode == COPY_OUT && op->copy_data != NULL &&
+                    agentdb_copy_out_chunk(op, buf, n) < 0) {
+                    agentdb_op_take_error(op);
                 }
                 PQfreemem(buf);
             }

@@ -5,8 +5,8 @@
 /* Fill the decoders of a statement or a result from its column types.
    Binary is used only when every column has a binary decoder (libpq asks for
    one format for all columns).  0 => ok, -1 => error set. */
-int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary, int json_text,
-                         int *binary, agentdb_decode_fn **out)
+int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary,
+                          const agentdb_typeopts *types, int *binary, agentdb_decode_fn **out)
 {
     agentdb_decode_fn *d = PyMem_Calloc(ncols > 0 ? ncols : 1, sizeof(*d));
     if (d == NULL) {
@@ -15,13 +15,13 @@ int agentdb_pick_decoders(const PGresult *res, int ncols, int allow_binary, int 
     }
     int bin = allow_binary;
     for (int i = 0; bin && i < ncols; i++) {
-        if ((d[i] = agentdb_decoder_opts(PQftype(res, i), 1, json_text)) == NULL) {
+        if ((d[i] = agentdb_decoder_for(types, PQftype(res, i), 1)) == NULL) {
             bin = 0;
         }
     }
     if (!bin) {
         for (int i = 0; i < ncols; i++) {
-            d[i] = agentdb_decoder_opts(PQftype(res, i), 0, json_text);
+            d[i] = agentdb_decoder_for(types, PQftype(res, i), 0);
         }
     }
     *binary = bin;
@@ -105,7 +105,20 @@ static int decode_rows_into(agentdb_state *st, const PGresult *res, int ncols, P
 /* Turn a PGRES_TUPLES_OK (or, in chunked rows mode, PGRES_TUPLES_CHUNK) result into
    the op's result, by mode.  Chunks only come for AGENTDB_MODE_ALL/RAW: their rows
    gather in op->rows until the final, empty PGRES_TUPLES_OK. */
+static int take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res, int chunk);
+
 int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res, int chunk)
+{
+    /* The connection's own codecs, for the decoders of src/codecs/custom.c. */
+    agentdb_state *st = agentdb_conn_st(c);
+    const agentdb_typeopts *prev = st->cur_types;
+    st->cur_types = &c->types;
+    int rc = take_rows(c, op, res, chunk);
+    st->cur_types = prev;
+    return rc;
+}
+
+static int take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *res, int chunk)
 {
     agentdb_state *st = agentdb_conn_st(c);
     int ncols = PQnfields(res), ntuples = PQntuples(res);
@@ -114,14 +127,14 @@ int agentdb_op_take_rows(agentdb_Connection *c, agentdb_Op *op, const PGresult *
     agentdb_decode_fn *dec = NULL, *own_dec = NULL;
     int binary = PQbinaryTuples(res);
 
-    if (s != NULL && s->ncols == ncols && s->binary == binary && s->json_text == c->json_text &&
+    if (s != NULL && s->ncols == ncols && s->binary == binary && s->types_gen == c->types.gen &&
         (ncols == 0 || s->desc)) {
         desc = Py_XNewRef(s->desc);
         dec = s->decoders;
     }
     else {
         int bin;
-        if (agentdb_pick_decoders(res, ncols, binary, c->json_text, &bin, &own_dec) < 0) {
+        if (agentdb_pick_decoders(res, ncols, binary, &c->types, &bin, &own_dec) < 0) {
             return -1;
         }
         if (bin != binary) {

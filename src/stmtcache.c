@@ -20,7 +20,7 @@ void agentdb_stmt_free(PyObject *capsule)
 
 /* A statement capsule from a PQdescribePrepared result. NULL => error set. */
 PyObject *agentdb_stmt_from_describe(agentdb_state *st, const char *name, const PGresult *res,
-                                    int json_text)
+                                    const agentdb_typeopts *types)
 {
     agentdb_Stmt *s = PyMem_Calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -43,8 +43,8 @@ PyObject *agentdb_stmt_from_describe(agentdb_state *st, const char *name, const 
         PyMem_Free(s);
         return NULL;
     }
-    s->json_text = json_text;
-    if (agentdb_pick_decoders(res, s->ncols, 1, json_text, &s->binary, &s->decoders) < 0) {
+    s->types_gen = types->gen;
+    if (agentdb_pick_decoders(res, s->ncols, 1, types, &s->binary, &s->decoders) < 0) {
         Py_DECREF(capsule);
         return NULL;
     }

@@ -371,7 +371,7 @@ async def test_query_logger_context_manager(conn: agentdb.Connection) -> None:
 async def test_reload_schema_state(conn: agentdb.Connection) -> None:
     await conn.prepare("SELECT 1::int4")
     assert conn._statement_count() > 0 and conn._types
-    conn.reload_schema_state()
+    await conn.reload_schema_state()
     assert conn._statement_count() == 0 and not conn._types
     assert await conn.fetchval("SELECT 1") == 1
 

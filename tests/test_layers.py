@@ -29,6 +29,7 @@ LAYERS: dict[str, str] = {
     "agentdb.errors": DRIVER,
     "agentdb.dsn": DRIVER,
     "agentdb.copy_format": DRIVER,
+    "agentdb.copy_io": DRIVER,
     "agentdb.transaction": DRIVER,
     "agentdb.prepared": DRIVER,
     "agentdb.cursor": DRIVER,

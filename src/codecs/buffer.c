@@ -123,7 +123,7 @@ PyObject *agentdb_iter_snapshot(PyObject *v)
 
 /* Encodes args[i] into p's buffer and slot i.  0 => ok, -1 => error set. */
 static int encode_one(agentdb_state *st, agentdb_params *p, int i, PyObject *v, int typed,
-                      Oid oid)
+                      Oid oid, const agentdb_typeopts *o)
 {
     int argno = i + 1, format = 0, rc;
     Oid type = typed ? oid : 0;
@@ -141,7 +141,7 @@ static int encode_one(agentdb_state *st, agentdb_params *p, int i, PyObject *v, 
             rc = agentdb_enc_array(st, p, v, oid, argno, &format);
         }
         else {
-            encoder e = agentdb_typed_encoder(oid);
+            encoder e = agentdb_typed_encoder_for(o, oid);
             format = e.format;
             rc = e.fn(st, p, v, oid, argno);
         }
@@ -180,6 +180,12 @@ static int encode_one(agentdb_state *st, agentdb_params *p, int i, PyObject *v, 
 
 int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
                           const Oid *types, int ntypes)
+{
+    return agentdb_params_encode_for(st, p, args, types, ntypes, NULL);
+}
+
+int agentdb_params_encode_for(agentdb_state *st, agentdb_params *p, PyObject *args,
+                              const Oid *types, int ntypes, const agentdb_typeopts *o)
 {
     PyObject *seq = NULL;
     Py_ssize_t n;
@@ -229,7 +235,7 @@ int agentdb_params_encode(agentdb_state *st, agentdb_params *p, PyObject *args,
     p->n = (int)n;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (encode_one(st, p, (int)i, PyTuple_GET_ITEM(seq, i), types != NULL,
-                       types != NULL ? types[i] : 0) < 0) {
+                       types != NULL ? types[i] : 0, o) < 0) {
             goto error;
         }
     }

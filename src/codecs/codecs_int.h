@@ -27,6 +27,7 @@ enum {
     CACHE_STR_IS_SAFE, /* "is_safe" */
     CACHE_ENUM,        /* enum.Enum */
     CACHE_STR_VALUE,   /* "value" */
+    CACHE_FLOAT_ARRAY, /* array.array('f', [0.0]): what vector values are made from */
     CACHE_SIZE
 };
 
@@ -226,6 +227,18 @@ int agentdb_enc_array_with(agentdb_state *st, agentdb_params *p, PyObject *v, Oi
 int agentdb_enc_array(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno,
                       int *format);
 
+/* vector.c */
+PyObject *agentdb_dec_vector_bin(agentdb_state *st, const char *data, int len, Oid oid);
+PyObject *agentdb_dec_halfvec_bin(agentdb_state *st, const char *data, int len, Oid oid);
+PyObject *agentdb_dec_vector_text(agentdb_state *st, const char *data, int len, Oid oid);
+int agentdb_enc_vector(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno);
+int agentdb_enc_halfvec(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno);
+
+/* custom.c: 1 and *out set when the connection has a codec of its own for oid, else 0 */
+int agentdb_custom_decoder(const agentdb_typeopts *o, Oid oid, int binary,
+                           agentdb_decode_fn *out);
+int agentdb_custom_encoder(const agentdb_typeopts *o, Oid oid, encoder *out);
+
 /* untyped.c */
 int agentdb_enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, int argno,
                              int depth);
@@ -234,5 +247,6 @@ int agentdb_enc_untyped_text(agentdb_state *st, agentdb_params *p, PyObject *v, 
 Oid agentdb_array_elem_oid(Oid oid);
 const char *agentdb_type_name(Oid oid);
 encoder agentdb_typed_encoder(Oid oid);
+encoder agentdb_typed_encoder_for(const agentdb_typeopts *o, Oid oid);
 
 #endif /* AGENTDB_CODECS_INT_H */

@@ -137,7 +137,11 @@ static int put_row(agentdb_state *st, agentdb_params *p, PyObject *items, const 
 
 PyObject *agentdb_copy_binary_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    agentdb_state *st = agentdb_get_state(module);
+    return agentdb_copy_binary(agentdb_get_state(module), args, nargs);
+}
+
+PyObject *agentdb_copy_binary(agentdb_state *st, PyObject *const *args, Py_ssize_t nargs)
+{
     agentdb_params out;
     PyObject *it = NULL, *row = NULL, *res = NULL;
     Oid *oids = NULL;
@@ -153,7 +157,7 @@ PyObject *agentdb_copy_binary_py(PyObject *module, PyObject *const *args, Py_ssi
         return NULL;
     }
     for (Py_ssize_t i = 0; i < ncols; i++) {
-        if (!agentdb_has_binary_encoder(oids[i])) {
+        if (!agentdb_has_binary_encoder(st, oids[i])) {
             PyMem_Free(oids);
             Py_RETURN_NONE;
         }

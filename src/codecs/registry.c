@@ -166,8 +166,39 @@ agentdb_decode_fn agentdb_decoder(Oid oid, int binary)
     }
 }
 
+/* The extension types first (their OIDs are the connection's), then the built-in ones. */
+agentdb_decode_fn agentdb_decoder_for(const agentdb_typeopts *o, Oid oid, int binary)
+{
+    agentdb_decode_fn custom;
+    if (agentdb_custom_decoder(o, oid, binary, &custom)) {
+        return custom;
+    }
+    if (oid != 0 && oid == o->vector_oid) {
+        return binary ? agentdb_dec_vector_bin : agentdb_dec_vector_text;
+    }
+    if (oid != 0 && oid == o->halfvec_oid) {
+        return binary ? agentdb_dec_halfvec_bin : agentdb_dec_vector_text;
+    }
+    return agentdb_decoder_opts(oid, binary, o->json_text);
+}
+
 /* ---------------------------------------------------------------------------------------
    Encoder lookup */
+
+encoder agentdb_typed_encoder_for(const agentdb_typeopts *o, Oid oid)
+{
+    encoder custom;
+    if (o != NULL && agentdb_custom_encoder(o, oid, &custom)) {
+        return custom;
+    }
+    if (o != NULL && oid != 0 && oid == o->vector_oid) {
+        return (encoder){agentdb_enc_vector, 1, 1};
+    }
+    if (o != NULL && oid != 0 && oid == o->halfvec_oid) {
+        return (encoder){agentdb_enc_halfvec, 1, 1};
+    }
+    return agentdb_typed_encoder(oid);
+}
 
 encoder agentdb_typed_encoder(Oid oid)
 {
@@ -205,13 +236,14 @@ encoder agentdb_typed_encoder(Oid oid)
     return e;
 }
 
-/* The encoder writing `oid`'s binary send format (fn NULL when there is none). */
-static encoder binary_encoder(Oid oid)
+/* The encoder writing `oid`'s binary send format (fn NULL when there is none), with the
+   types of the connection in use (st->cur_types) when there is one. */
+static encoder binary_encoder(agentdb_state *st, Oid oid)
 {
-    if (oid == OID_NUMERIC) {
+    encoder e = agentdb_typed_encoder_for(st->cur_types, oid);
+    if (e.fn == agentdb_enc_numeric) {
         return (encoder){agentdb_enc_numeric_bin, 1, 1};
     }
-    encoder e = agentdb_typed_encoder(oid);
     if (!e.binary_elem) {
         e.fn = NULL;
     }
@@ -219,16 +251,16 @@ static encoder binary_encoder(Oid oid)
     return e;
 }
 
-int agentdb_has_binary_encoder(Oid oid)
+int agentdb_has_binary_encoder(agentdb_state *st, Oid oid)
 {
     Oid elemoid = agentdb_array_elem_oid(oid);
-    return binary_encoder(elemoid ? elemoid : oid).fn != NULL;
+    return binary_encoder(st, elemoid ? elemoid : oid).fn != NULL;
 }
 
 int agentdb_encode_binary(agentdb_state *st, agentdb_params *p, PyObject *v, Oid oid, int argno)
 {
     Oid elemoid = agentdb_array_elem_oid(oid);
-    encoder e = binary_encoder(elemoid ? elemoid : oid);
+    encoder e = binary_encoder(st, elemoid ? elemoid : oid);
     if (e.fn == NULL) {
         PyErr_Format(PyExc_ValueError, "no binary encoder for type OID %u", (unsigned)oid);
         return -1;
@@ -346,7 +378,7 @@ static PyObject *import_attr(const char *module, const char *name)
 /* Imports what the codecs use into the state.  0 => ok, -1 => error set. */
 int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
 {
-    PyObject *safe_uuid = NULL, *items[CACHE_SIZE] = {NULL};
+    PyObject *safe_uuid = NULL, *array_type = NULL, *items[CACHE_SIZE] = {NULL};
     (void)module;
 
     PyDateTime_CAPI *api = PyCapsule_Import(PyDateTime_CAPSULE_NAME, 0);
@@ -373,7 +405,8 @@ int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
         PyErr_Clear();
     }
     safe_uuid = import_attr("uuid", "SafeUUID");
-    if (safe_uuid == NULL) {
+    array_type = import_attr("array", "array");
+    if (safe_uuid == NULL || array_type == NULL) {
         goto error;
     }
     items[CACHE_TZ] = PyDict_New();
@@ -382,6 +415,7 @@ int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
     items[CACHE_STR_IS_SAFE] = PyUnicode_InternFromString("is_safe");
     items[CACHE_ENUM] = import_attr("enum", "Enum");
     items[CACHE_STR_VALUE] = PyUnicode_InternFromString("value");
+    items[CACHE_FLOAT_ARRAY] = PyObject_CallFunction(array_type, "s[d]", "f", 0.0);
     for (int i = 0; i < CACHE_SIZE; i++) {
         if (items[i] == NULL) {
             goto error;
@@ -396,9 +430,11 @@ int agentdb_codecs_setup(PyObject *module, agentdb_state *st)
         items[i] = NULL;
     }
     Py_DECREF(safe_uuid);
+    Py_DECREF(array_type);
     return 0;
 error:
     Py_XDECREF(safe_uuid);
+    Py_XDECREF(array_type);
     for (int i = 0; i < CACHE_SIZE; i++) {
         Py_XDECREF(items[i]);
     }
