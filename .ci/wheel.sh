@@ -23,6 +23,10 @@
 
 _wheel_pass() {
     local dir=$1
+    if ! unshare --mount true 2>/dev/null; then
+        echo "error: the wheel pass needs a mount namespace (unshare --mount: run as root)" >&2
+        return 1
+    fi
     mkdir -p "$dir"
     # The wrappers run as user postgres too (runuser, for initdb/pg_ctl): let it pass
     # through the (0700) log directory, without listing it.
