@@ -41,9 +41,11 @@ _wheel_pass() {
 
     WHEEL_VENV="$dir/venv"
     _log "wheel: a clean venv, pip install $(basename "$wheel")[test]"
-    "$python" -m venv "$WHEEL_VENV"
+    # (Called as an `if` condition, where set -e is off: each step returns on failure.)
+    "$python" -m venv "$WHEEL_VENV" || return 1
     "$WHEEL_VENV/bin/python" -m pip install -q "$wheel[test]" 2>&1 \
         | { grep -v "^WARNING: Location 'file:.* is ignored" || true; }
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
 
     # A private copy of the system's libpq, for PostgreSQL's tools only.
     local hide=() lib real bindir tool
@@ -56,7 +58,8 @@ _wheel_pass() {
     done < <(ldconfig -p | awk '/libpq\.so/ {print $NF}' | sort -u)
     [ "${#hide[@]}" -gt 0 ] || { echo "error: ldconfig lists no system libpq to hide" >&2; return 1; }
     chmod -R a+rX "$dir/system-libpq"
-    bindir=$(cd / && "$VPY" -c 'from agentdb.testing.cluster import find_bindir; print(find_bindir())')
+    bindir=$(cd / && "$VPY" -c 'from agentdb.testing.cluster import find_bindir; print(find_bindir())') \
+        || return 1
     for tool in "$bindir"/*; do
         printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$dir/system-libpq" "$tool" \
             >"$dir/pgbin/$(basename "$tool")"
