@@ -145,7 +145,7 @@ fi
 PREFIX="$CACHE/libpq-$version-$ARCH"
 
 build_libpq() {
-    need_debs gcc make perl bison flex libc6-dev libssl-dev libkrb5-dev zlib1g-dev bzip2 pkg-config
+    need_debs dpkg-dev gcc make perl bison flex libc6-dev libssl-dev libkrb5-dev zlib1g-dev bzip2 pkg-config
     local work="$CACHE/build-libpq-$version"
     rm -rf "$work" "$PREFIX"
     mkdir -p "$work/debian-src"
