@@ -119,8 +119,12 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
     fi
     log "apt-get update (Debian unstable's source index only)"
+    # Check-Valid-Until=false: a mirror frozen at a date (as on the machines this project
+    # builds on) serves an unstable Release file past its short validity; the index is
+    # still checked against Debian's signature, and the tarball against the index.
     as_root apt-get update -qq -o Dir::Etc::sourcelist="$SRC_LIST" \
-        -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+        -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 \
+        -o Acquire::Check-Valid-Until=false
 }
 
 # The upstream version of the newest postgresql-NN source package apt knows (18.6 for 18.6-3).
