@@ -285,6 +285,16 @@ def fault_cluster(pg_cluster: TempCluster) -> Iterator[TempCluster]:
         pg_cluster.start()
 
 
+@pytest.fixture
+def tls_cluster(fault_cluster: TempCluster, tmp_path: Any) -> Iterator[tuple[TempCluster, str]]:
+    """``fault_cluster`` with ssl=on and a certificate for ``localhost`` signed by a
+    throwaway CA (faults/tls.py); yields (cluster, path of the CA certificate)."""
+    from faults.tls import serving_tls
+
+    with serving_tls(fault_cluster, str(tmp_path)) as ca:
+        yield fault_cluster, ca
+
+
 @pytest.fixture(name="admin_sql", scope="session")
 def admin_sql_fixture() -> Callable[..., list[tuple[str, ...]]]:
     """``admin_sql(dsn, sql) -> [tuple of str, ...]``: SQL through psql, not agentdb."""

@@ -1,13 +1,10 @@
 """Adversity: TLS (scenario 13). A test CA and server certificate made with the openssl
-CLI; the throwaway cluster serves them (ssl=on) for the length of the test."""
+CLI (faults/tls.py); the throwaway cluster serves them (ssl=on) for the length of the test
+(``tls_cluster``, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
-import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,43 +13,6 @@ from faults.checks import Timer
 import agentdb
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed")
-
-
-def _openssl(*args: str, cwd: str) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def tls_cluster(fault_cluster: Any, tmp_path: Any) -> Iterator[tuple[Any, str]]:
-    """``fault_cluster`` with ssl=on and a certificate for ``localhost`` signed by a
-    throwaway CA; yields (cluster, path of the CA certificate)."""
-    d = str(tmp_path)
-    _openssl("req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "ca.key",
-             "-out", "ca.crt", "-days", "2", "-subj", "/CN=agentdb test CA", cwd=d)
-    _openssl("req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "other.key",
-             "-out", "other.crt", "-days", "2", "-subj", "/CN=some other CA", cwd=d)
-    _openssl("req", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "server.key",
-             "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=d)
-    # The server reads its key as its own user, mode 0600, from its data directory.
-    for name in ("server.crt", "server.key"):
-        dst = os.path.join(fault_cluster.datadir, name)
-        shutil.copy(os.path.join(d, name), dst)
-        os.chmod(dst, 0o600)
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(dst, pw.pw_uid, pw.pw_gid)
-    fault_cluster.settings.update(ssl="on", ssl_cert_file="server.crt", ssl_key_file="server.key")
-    fault_cluster.restart()
-    try:
-        yield fault_cluster, os.path.join(d, "ca.crt")
-    finally:
-        for k in ("ssl", "ssl_cert_file", "ssl_key_file"):
-            fault_cluster.settings.pop(k, None)
-        fault_cluster.restart()
 
 
 async def test_sslmode_require_against_a_server_without_tls(fault_cluster: Any) -> None:

@@ -65,10 +65,14 @@ def test_quickstart_files_pass(
 
 @pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
 def test_docs_name_only_existing_env_vars(page: str) -> None:
-    """Every AGENTDB_* variable the docs mention is read somewhere in the package or tests."""
+    """Every AGENTDB_* variable the docs mention is read somewhere in the package, the tests
+    or the build (setup.py, packaging/: AGENTDB_LIBPQ_PREFIX, AGENTDB_CACHE_DIR...)."""
+    root = DOCS.parent
+    build = [root / "setup.py", *sorted((root / "packaging").glob("*.sh"))]
     sources = (
         "".join(p.read_text() for p in Path(agentdb.__file__).parent.rglob("*.py"))
         + (Path(__file__).parent / "conftest.py").read_text()
+        + "".join(p.read_text() for p in build)
     )
     for var in set(re.findall(r"\bAGENTDB_[A-Z_]+\b", (DOCS / page).read_text())):
         assert var in sources, f"{page} mentions {var}, which nothing reads"
