@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,8 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r"^=*\s*((?:\d+ \w+|no tests ran).* in [\d.]+s\b.*?)\s*=*$")
 
 
-def run_streaming(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run pytest, copying its output through; its exit status and its summary line."""
+def run_streaming(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> tuple[int, str]:
+    """Run pytest, copying its output through (each line also to ``on_line``); its exit
+    status and its summary line."""
     summary = ""
     with subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -42,6 +48,8 @@ def run_streaming(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) 
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
+            if on_line is not None:
+                on_line(line)
             m = SUMMARY.match(line.strip())
             if m:
                 summary = m.group(1)
