@@ -289,8 +289,8 @@ def main() -> int:
         d = dialects[0]
         if args.known is not None:
             unexpected = sorted(t for t in failed[d] if not is_known(t, known))
-            print(f"sa-tests {d}: {len(failed[d])} failure(s), {len(unexpected)} not in "
-                  f"{args.known}")
+            print(f"sa-tests {d} vs {args.known}: {len(failed[d])} failure(s), "
+                  f"{len(unexpected)} not listed there")
             for t in unexpected:
                 print(f"  not in {args.known.name}: {t}", file=sys.stderr)
             if unexpected:
