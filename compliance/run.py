@@ -7,7 +7,7 @@ The server: ``$COMPLIANCE_ADMIN_DSN`` (a superuser DSN), else PostgreSQL on 127.
 letting user postgres in without a password, else a throwaway cluster removed at the end.
 On it: role scott/tiger, and a database made afresh for the run (``$COMPLIANCE_DBNAME``,
 default ``sqla_compliance_<dialect>``, so both dialects can run at once) with the schemas
-test_schema and test_schema_2 and the extensions hstore and citext.
+test_schema and test_schema_2 and the extensions hstore, citext and btree_gist.
 
 ``--installed`` runs the installed agentdb (the venv's ``pytest`` script: the checkout's
 ``agentdb/`` is not on ``sys.path``); otherwise the checkout's (an in-place build).
@@ -68,7 +68,7 @@ def counts(summary: str) -> dict[str, int]:
 def fresh_database(dbname: str, keep_db: bool = False, label: str = "compliance") -> Iterator[str]:
     """The server (``$COMPLIANCE_ADMIN_DSN``, else 127.0.0.1:5432, else a throwaway
     cluster) with role scott/tiger and database ``dbname`` made afresh (schemas test_schema
-    and test_schema_2, hstore, citext); yields ``host:port``. The database is dropped
+    and test_schema_2, hstore, citext, btree_gist); yields ``host:port``. The database is dropped
     afterwards unless ``keep_db``; a throwaway cluster is removed."""
     from agentdb.testing.cluster import TempCluster, admin_sql, dsn_with_dbname, local_server_dsn
 
@@ -92,7 +92,9 @@ def fresh_database(dbname: str, keep_db: bool = False, label: str = "compliance"
             dsn_with_dbname(admin, dbname),
             "CREATE SCHEMA test_schema AUTHORIZATION scott; "
             "CREATE SCHEMA test_schema_2 AUTHORIZATION scott; "
-            "CREATE EXTENSION IF NOT EXISTS hstore; CREATE EXTENSION IF NOT EXISTS citext;",
+            "CREATE EXTENSION IF NOT EXISTS hstore; CREATE EXTENSION IF NOT EXISTS citext; "
+            # SQLAlchemy's own reflection tests of exclusion constraints need it
+            "CREATE EXTENSION IF NOT EXISTS btree_gist;",
         )
         parts = urlsplit(admin) if "://" in admin else None
         host = (parts.hostname if parts else None) or "127.0.0.1"
