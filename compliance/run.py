@@ -64,6 +64,26 @@ def counts(summary: str) -> dict[str, int]:
     return found
 
 
+def sqlalchemy_pytest_options(url: str, timeout: int) -> list[str]:
+    """The pytest options of a run of SQLAlchemy's test plugin on ``url``: pytest-asyncio
+    and the cache off (SQLAlchemy runs its own loop), no project ``addopts``, a per-test
+    timeout, quiet with a line per failure and error."""
+    return [
+        "--dburi",
+        url,
+        "-p",
+        "no:asyncio",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        "-o",
+        f"timeout={timeout}",
+        "-q",
+        "-rfE",
+    ]
+
+
 @contextlib.contextmanager
 def fresh_database(dbname: str, keep_db: bool = False, label: str = "compliance") -> Iterator[str]:
     """The server (``$COMPLIANCE_ADMIN_DSN``, else 127.0.0.1:5432, else a throwaway
@@ -130,20 +150,9 @@ def main() -> int:
         cmd = [
             *runner,
             "compliance/test_suite.py",
-            "--dburi",
-            url,
-            "-p",
-            "no:asyncio",
-            "-p",
-            "no:cacheprovider",
+            *sqlalchemy_pytest_options(url, timeout=60),
             "-o",
             "filterwarnings=",
-            "-o",
-            "addopts=",
-            "-o",
-            "timeout=60",
-            "-q",
-            "-rfE",
             *pytest_args,
         ]
         print(f"compliance: {args.dialect} on {server}/{dbname}", flush=True)

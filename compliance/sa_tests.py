@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from run import counts, fresh_database, run_streaming
+from run import counts, fresh_database, run_streaming, sqlalchemy_pytest_options
 
 DEFAULT_TESTS = ["test/ext/asyncio/test_cancellation.py"]
 
@@ -179,18 +179,7 @@ def run_paths(
                 "-m",
                 "pytest",
                 path,
-                "--dburi",
-                url,
-                "-p",
-                "no:asyncio",
-                "-p",
-                "no:cacheprovider",
-                "-o",
-                "addopts=",
-                "-o",
-                "timeout=300",
-                "-q",
-                "-rfE",
+                *sqlalchemy_pytest_options(url, timeout=300),
                 "--tb=short",
                 *pytest_args,
             ]

@@ -5,6 +5,7 @@ come back as lists, JSON parameters carry their cast, errors have ``pgcode``, an
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +34,18 @@ async def engine(pg_dsn: str) -> AsyncIterator[AsyncEngine]:
 
 def _name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.asynccontextmanager
+async def _created(engine: AsyncEngine, md: sa.MetaData) -> AsyncIterator[None]:
+    """``md``'s tables for the block, dropped afterwards."""
+    async with engine.begin() as c:
+        await c.run_sync(md.create_all)
+    try:
+        yield
+    finally:
+        async with engine.begin() as c:
+            await c.run_sync(md.drop_all)
 
 
 # -- arrays ---------------------------------------------------------------------------
@@ -86,9 +99,7 @@ async def test_sa_arrays_of_inet_cidr_money_are_lists(engine: AsyncEngine) -> No
         sa.Column("cash", pg.ARRAY(pg.MONEY)),
         sa.Column("grid", pg.ARRAY(pg.INET, dimensions=2)),
     )
-    async with engine.begin() as c:
-        await c.run_sync(md.create_all)
-    try:
+    async with _created(engine, md):
         async with engine.begin() as c:
             await c.execute(
                 t.insert(),
@@ -105,9 +116,6 @@ async def test_sa_arrays_of_inet_cidr_money_are_lists(engine: AsyncEngine) -> No
         assert row.nets == ["10.0.0.0/8"]
         assert row.cash == ["$12.50"]
         assert row.grid == [["1.1.1.1", "2.2.2.2"], ["3.3.3.3", "4.4.4.4"]]
-    finally:
-        async with engine.begin() as c:
-            await c.run_sync(md.drop_all)
 
 
 async def test_sa_arrays_of_types_known_only_by_name_are_lists(
@@ -157,9 +165,7 @@ async def test_json_parameters_are_cast(engine: AsyncEngine, json_type: Any) -> 
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("j", json_type),
     )
-    async with engine.begin() as c:
-        await c.run_sync(md.create_all)
-    try:
+    async with _created(engine, md):
         v = sa.values(sa.column("id", sa.Integer), sa.column("j", json_type), name="v").data(
             [(1, {"a": [1, 2]}), (2, {"b": None})]
         )
@@ -170,9 +176,6 @@ async def test_json_parameters_are_cast(engine: AsyncEngine, json_type: Any) -> 
             await c.execute(stmt)
             rows = (await c.execute(sa.select(t.c.j).order_by(t.c.id))).scalars().all()
         assert rows == [{"a": [1, 2]}, {"b": None}]
-    finally:
-        async with engine.begin() as c:
-            await c.run_sync(md.drop_all)
 
 
 # -- errors -----------------------------------------------------------------------------
@@ -181,17 +184,12 @@ async def test_json_parameters_are_cast(engine: AsyncEngine, json_type: Any) -> 
 async def test_errors_have_pgcode(engine: AsyncEngine) -> None:
     md = sa.MetaData()
     t = sa.Table(_name("fid_uq"), md, sa.Column("id", sa.Integer, primary_key=True))
-    async with engine.begin() as c:
-        await c.run_sync(md.create_all)
-    try:
+    async with _created(engine, md):
         with pytest.raises(sa_exc.IntegrityError) as info:
             async with engine.begin() as c:
                 await c.execute(t.insert(), [{"id": 1}, {"id": 1}])
         assert info.value.orig.pgcode == "23505"  # type: ignore[union-attr]
         assert info.value.orig.sqlstate == "23505"  # type: ignore[union-attr]
-    finally:
-        async with engine.begin() as c:
-            await c.run_sync(md.drop_all)
 
 
 def test_pgcode_follows_sqlstate() -> None:
