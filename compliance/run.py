@@ -7,7 +7,7 @@ The server: ``$COMPLIANCE_ADMIN_DSN`` (a superuser DSN), else PostgreSQL on 127.
 letting user postgres in without a password, else a throwaway cluster removed at the end.
 On it: role scott/tiger, and a database made afresh for the run (``$COMPLIANCE_DBNAME``,
 default ``sqla_compliance_<dialect>``, so both dialects can run at once) with the schemas
-test_schema and test_schema_2 and the extensions hstore and citext.
+test_schema and test_schema_2 and the extensions hstore, citext and btree_gist.
 
 ``--installed`` runs the installed agentdb (the venv's ``pytest`` script: the checkout's
 ``agentdb/`` is not on ``sys.path``); otherwise the checkout's (an in-place build).
@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,8 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r"^=*\s*((?:\d+ \w+|no tests ran).* in [\d.]+s\b.*?)\s*=*$")
 
 
-def run_streaming(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run pytest, copying its output through; its exit status and its summary line."""
+def run_streaming(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> tuple[int, str]:
+    """Run pytest, copying its output through (each line also to ``on_line``); its exit
+    status and its summary line."""
     summary = ""
     with subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -42,6 +48,8 @@ def run_streaming(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) 
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
+            if on_line is not None:
+                on_line(line)
             m = SUMMARY.match(line.strip())
             if m:
                 summary = m.group(1)
@@ -56,11 +64,31 @@ def counts(summary: str) -> dict[str, int]:
     return found
 
 
+def sqlalchemy_pytest_options(url: str, timeout: int) -> list[str]:
+    """The pytest options of a run of SQLAlchemy's test plugin on ``url``: pytest-asyncio
+    and the cache off (SQLAlchemy runs its own loop), no project ``addopts``, a per-test
+    timeout, quiet with a line per failure and error."""
+    return [
+        "--dburi",
+        url,
+        "-p",
+        "no:asyncio",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        "-o",
+        f"timeout={timeout}",
+        "-q",
+        "-rfE",
+    ]
+
+
 @contextlib.contextmanager
 def fresh_database(dbname: str, keep_db: bool = False, label: str = "compliance") -> Iterator[str]:
     """The server (``$COMPLIANCE_ADMIN_DSN``, else 127.0.0.1:5432, else a throwaway
     cluster) with role scott/tiger and database ``dbname`` made afresh (schemas test_schema
-    and test_schema_2, hstore, citext); yields ``host:port``. The database is dropped
+    and test_schema_2, hstore, citext, btree_gist); yields ``host:port``. The database is dropped
     afterwards unless ``keep_db``; a throwaway cluster is removed."""
     from agentdb.testing.cluster import TempCluster, admin_sql, dsn_with_dbname, local_server_dsn
 
@@ -84,7 +112,9 @@ def fresh_database(dbname: str, keep_db: bool = False, label: str = "compliance"
             dsn_with_dbname(admin, dbname),
             "CREATE SCHEMA test_schema AUTHORIZATION scott; "
             "CREATE SCHEMA test_schema_2 AUTHORIZATION scott; "
-            "CREATE EXTENSION IF NOT EXISTS hstore; CREATE EXTENSION IF NOT EXISTS citext;",
+            "CREATE EXTENSION IF NOT EXISTS hstore; CREATE EXTENSION IF NOT EXISTS citext; "
+            # SQLAlchemy's own reflection tests of exclusion constraints need it
+            "CREATE EXTENSION IF NOT EXISTS btree_gist;",
         )
         parts = urlsplit(admin) if "://" in admin else None
         host = (parts.hostname if parts else None) or "127.0.0.1"
@@ -120,20 +150,9 @@ def main() -> int:
         cmd = [
             *runner,
             "compliance/test_suite.py",
-            "--dburi",
-            url,
-            "-p",
-            "no:asyncio",
-            "-p",
-            "no:cacheprovider",
+            *sqlalchemy_pytest_options(url, timeout=60),
             "-o",
             "filterwarnings=",
-            "-o",
-            "addopts=",
-            "-o",
-            "timeout=60",
-            "-q",
-            "-rfE",
             *pytest_args,
         ]
         print(f"compliance: {args.dialect} on {server}/{dbname}", flush=True)

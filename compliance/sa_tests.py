@@ -1,37 +1,55 @@
-"""Run test files of SQLAlchemy's own test suite (its source distribution) on a fresh database.
+"""Run SQLAlchemy's own tests (its source distribution) on a fresh database, and compare.
 
-Usage: ``python compliance/sa_tests.py [--dialect agentdb|asyncpg] [--installed] [--keep-db]
-[--cache DIR] [TEST_PATH ...] [-- PYTEST_ARGS ...]`` (``compliance/sa_tests.sh`` wraps it).
+Usage: ``python compliance/sa_tests.py [--dialect agentdb|asyncpg|both] [--installed]
+[--keep-db] [--cache DIR] [--known FILE] [--failures-out FILE] [TEST_PATH ...]
+[-- PYTEST_ARGS ...]`` (``compliance/sa_tests.sh`` wraps it).
 
-TEST_PATH: paths inside SQLAlchemy's source tree (default: ``DEFAULT_TESTS``). The source
-is the sdist of the installed SQLAlchemy version, fetched once with ``pip download
---no-deps --no-binary :all:`` into the cache directory (``--cache``, else
-``$AGENTDB_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/agentdb``) and unpacked there;
-later runs reuse it. Its tests run with ``--dburi postgresql+<dialect>://scott:tiger@...``
-on a database made afresh (``$SA_TESTS_DBNAME``, default ``sqla_tests_<dialect>``; the
-server and the set-up: ``compliance/run.py``), from the unpacked tree, with SQLAlchemy's
-own requirements class and plugin, against the installed SQLAlchemy (``python -s``: the
-sdist's conftest then leaves its ``lib/`` off ``sys.path``).
+TEST_PATH: paths inside SQLAlchemy's source tree (default: ``DEFAULT_TESTS``); each runs
+as a pytest run of its own, so each gets its own counts and time. The source is the sdist
+of the installed SQLAlchemy version, fetched once with ``pip download --no-deps
+--no-binary :all:`` into the cache directory (``--cache``, else ``$AGENTDB_CACHE_DIR``,
+else ``${XDG_CACHE_HOME:-~/.cache}/agentdb``) and unpacked there; later runs reuse it.
+Its tests run with ``--dburi postgresql+<dialect>://scott:tiger@...`` on a database made
+afresh (``${SA_TESTS_DBNAME:-sqla_tests}_<dialect>``; the server and the
+set-up: ``compliance/run.py``), from the unpacked tree, with SQLAlchemy's own requirements
+class and plugin, against the installed SQLAlchemy (``python -s``: the sdist's conftest
+then leaves its ``lib/`` off ``sys.path``).
 
+A failed or erroring test is named by its node id with the per-backend suffix SQLAlchemy
+gives its test classes removed (``FooTest_postgresql+agentdb_async_15_20::test_x`` ->
+``FooTest::test_x``), so the two dialects' failures compare.
+
+Exit status (1 also when a pytest run did not complete):
+
+- ``--dialect both``: asyncpg, then agentdb; 1 when agentdb fails a test that passes on
+  asyncpg (and that ``--known`` does not list).
+- one dialect with ``--known FILE``: 1 when a test fails that FILE does not list (a node
+  id or an ``fnmatch`` pattern per line; ``#`` starts a comment).
+- one dialect without: 1 on any failure or error.
+
+``--failures-out FILE`` writes every failure as ``<dialect> <node id>`` lines.
 ``--installed`` runs the installed agentdb; otherwise the checkout's (an in-place build,
-``PYTHONPATH``, as ``sa_tests.sh`` sets it). Exit status: 0 when every test passed (or
-skipped), else 1: no baseline, a failure or an error fails the run.
+``PYTHONPATH``, as ``sa_tests.sh`` sets it).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from run import counts, fresh_database, run_streaming
+from run import counts, fresh_database, run_streaming, sqlalchemy_pytest_options
 
 DEFAULT_TESTS = ["test/ext/asyncio/test_cancellation.py"]
 
@@ -100,6 +118,99 @@ def sqlalchemy_source(cache: Path, sa_version: str) -> Path:
     return tree
 
 
+# "FAILED test/x.py::FooTest_postgresql+agentdb_async_15_20::test_y[a-b] - message"
+_FAILURE_LINE = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - .*)?$")
+_BACKEND_SUFFIX = re.compile(r"_postgresql\+[^:\[]*(?=::)")
+
+
+def normalized(node_id: str) -> str:
+    """A node id without the backend suffix of SQLAlchemy's generated test classes."""
+    return _BACKEND_SUFFIX.sub("", node_id)
+
+
+def read_known(path: Path) -> list[str]:
+    """The node ids or patterns of a ``--known`` file (comments and blanks dropped)."""
+    out = []
+    for line in path.read_text().splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            out.append(entry)
+    return out
+
+
+def is_known(node_id: str, known: list[str]) -> bool:
+    return any(node_id == k or fnmatch.fnmatchcase(node_id, k) for k in known)
+
+
+def _failure_collector(failures: set[str]) -> Callable[[str], None]:
+    """An ``on_line`` for ``run_streaming`` adding the failed tests of ``-rfE`` lines."""
+
+    def note(line: str) -> None:
+        m = _FAILURE_LINE.match(line.rstrip("\n"))
+        if m:
+            failures.add(normalized(m.group(2)))
+
+    return note
+
+
+@dataclass
+class PathRun:
+    """One pytest run of one TEST_PATH on one dialect."""
+
+    path: str
+    counts: dict[str, int]
+    seconds: float
+    complete: bool
+    failures: set[str] = field(default_factory=set)
+
+
+def run_paths(
+    dialect: str, tests: list[str], tree: Path, pytest_args: list[str], keep_db: bool
+) -> list[PathRun]:
+    """Each TEST_PATH as a pytest run of its own, on one database made afresh."""
+    dbname = f"{os.environ.get('SA_TESTS_DBNAME', 'sqla_tests')}_{dialect}"
+    runs = []
+    with fresh_database(dbname, keep_db, label="sa-tests") as server:
+        url = f"postgresql+{dialect}://scott:tiger@{server}/{dbname}"
+        for path in tests:
+            cmd = [
+                sys.executable,
+                "-s",  # no user site: SQLAlchemy's conftest then puts no lib/ first on sys.path
+                "-m",
+                "pytest",
+                path,
+                *sqlalchemy_pytest_options(url, timeout=300),
+                "--tb=short",
+                *pytest_args,
+            ]
+            print(f"sa-tests: {dialect} on {server}/{dbname}: {path}", flush=True)
+            started = time.monotonic()
+            failures: set[str] = set()
+            rc, summary = run_streaming(cmd, tree, on_line=_failure_collector(failures))
+            elapsed = time.monotonic() - started
+            c = counts(summary)
+            run = PathRun(path, c, elapsed, rc in (0, 1) and bool(summary), failures)
+            runs.append(run)
+            print(
+                f"sa-tests {dialect} {path}: passed {c['passed']} failed {c['failed']} "
+                f"errors {c['errors']} skipped {c['skipped']} ({elapsed:.0f} s, "
+                f"pytest exit {rc})",
+                flush=True,
+            )
+    return runs
+
+
+def summarize(dialect: str, runs: list[PathRun], sa_version: str) -> None:
+    total = {k: sum(r.counts[k] for r in runs) for k in ("passed", "failed", "errors", "skipped")}
+    seconds = sum(r.seconds for r in runs)
+    print(
+        f"sa-tests {dialect}: passed {total['passed']} failed {total['failed']} "
+        f"errors {total['errors']} skipped {total['skipped']} (SQLAlchemy {sa_version}; "
+        f"{seconds:.0f} s; {len(runs)} path(s))",
+        flush=True,
+    )
+
+
 def main() -> int:
     argv = sys.argv[1:]
     pytest_args: list[str] = []
@@ -108,10 +219,12 @@ def main() -> int:
         argv, pytest_args = argv[:i], argv[i + 1 :]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tests", nargs="*", metavar="TEST_PATH", default=DEFAULT_TESTS)
-    parser.add_argument("--dialect", choices=["agentdb", "asyncpg"], default="agentdb")
+    parser.add_argument("--dialect", choices=["agentdb", "asyncpg", "both"], default="agentdb")
     parser.add_argument("--installed", action="store_true")
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--cache", type=Path)
+    parser.add_argument("--known", type=Path)
+    parser.add_argument("--failures-out", type=Path)
     args = parser.parse_args(argv)
 
     sa_version = version("sqlalchemy")
@@ -120,45 +233,66 @@ def main() -> int:
     missing = [t for t in args.tests if not (tree / t.split("::")[0]).exists()]
     if missing:
         parser.error(f"not in SQLAlchemy {sa_version}'s source: {', '.join(missing)}")
-    fetched = time.monotonic() - started
+    print(f"sa-tests: source ready in {time.monotonic() - started:.0f} s", flush=True)
+    known = read_known(args.known) if args.known is not None else []
 
-    dbname = os.environ.get("SA_TESTS_DBNAME", f"sqla_tests_{args.dialect}")
-    with fresh_database(dbname, args.keep_db, label="sa-tests") as server:
-        url = f"postgresql+{args.dialect}://scott:tiger@{server}/{dbname}"
-        cmd = [
-            sys.executable,
-            "-s",  # no user site: SQLAlchemy's conftest then puts no lib/ first on sys.path
-            "-m",
-            "pytest",
-            *args.tests,
-            "--dburi",
-            url,
-            "-p",
-            "no:asyncio",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            "-q",
-            "-rfE",
-            "--tb=short",
-            *pytest_args,
-        ]
-        print(f"sa-tests: {args.dialect} on {server}/{dbname}: {' '.join(args.tests)}", flush=True)
-        ran = time.monotonic()
-        rc, summary = run_streaming(cmd, tree)
-        elapsed = time.monotonic() - ran
+    dialects = ["asyncpg", "agentdb"] if args.dialect == "both" else [args.dialect]
+    results = {d: run_paths(d, args.tests, tree, pytest_args, args.keep_db) for d in dialects}
+    for d in dialects:
+        summarize(d, results[d], sa_version)
+    failed = {d: set().union(*(r.failures for r in results[d])) for d in dialects}
+    if args.failures_out is not None:
+        args.failures_out.write_text(
+            "".join(f"{d} {t}\n" for d in dialects for t in sorted(failed[d]))
+        )
 
-    c = counts(summary)
-    print(
-        f"sa-tests {args.dialect}: passed {c['passed']} failed {c['failed']} "
-        f"errors {c['errors']} skipped {c['skipped']} (SQLAlchemy {sa_version}; "
-        f"{elapsed:.0f} s, source {fetched:.0f} s; pytest exit {rc})"
-    )
-    if rc != 0 or not summary or c["failed"] or c["errors"] or not c["passed"]:
-        print(f"sa-tests: FAILED (pytest exit {rc})", file=sys.stderr)
-        return 1
-    return 0
+    status = 0
+    incomplete = [f"{d} {r.path}" for d in dialects for r in results[d] if not r.complete]
+    if incomplete:
+        print(f"sa-tests: pytest did not complete: {', '.join(incomplete)}", file=sys.stderr)
+        status = 1
+    if args.dialect == "both":
+        print("\n| TEST_PATH | asyncpg passed/failed/errors | agentdb passed/failed/errors | "
+              "asyncpg s | agentdb s |")
+        for a, b in zip(results["asyncpg"], results["agentdb"], strict=True):
+            ca, cb = a.counts, b.counts
+            print(
+                f"| `{a.path}` | {ca['passed']}/{ca['failed']}/{ca['errors']} | "
+                f"{cb['passed']}/{cb['failed']}/{cb['errors']} | {a.seconds:.0f} | "
+                f"{b.seconds:.0f} |"
+            )
+        beyond = failed["agentdb"] - failed["asyncpg"]
+        only_asyncpg = failed["asyncpg"] - failed["agentdb"]
+        print(f"\nsa-tests: failing on asyncpg too: {len(failed['asyncpg'] & failed['agentdb'])}")
+        print(f"sa-tests: failing on asyncpg only: {len(only_asyncpg)}")
+        for t in sorted(only_asyncpg):
+            print(f"  asyncpg only: {t}")
+        unexplained = sorted(t for t in beyond if not is_known(t, known))
+        print(f"sa-tests: failing on agentdb beyond asyncpg: {len(beyond)} "
+              f"({len(beyond) - len(unexplained)} listed in --known)")
+        for t in sorted(beyond):
+            print(f"  beyond asyncpg{' (known)' if is_known(t, known) else ''}: {t}")
+        if unexplained:
+            status = 1
+    else:
+        d = dialects[0]
+        if args.known is not None:
+            unexpected = sorted(t for t in failed[d] if not is_known(t, known))
+            print(f"sa-tests {d} vs {args.known}: {len(failed[d])} failure(s), "
+                  f"{len(unexpected)} not listed there")
+            for t in unexpected:
+                print(f"  not in {args.known.name}: {t}", file=sys.stderr)
+            if unexpected:
+                status = 1
+        else:
+            if failed[d] or any(r.counts["failed"] or r.counts["errors"] for r in results[d]):
+                status = 1
+        if not any(r.counts["passed"] for r in results[d]):
+            print("sa-tests: no test passed", file=sys.stderr)
+            status = 1
+    if status:
+        print("sa-tests: FAILED", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

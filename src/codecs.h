@@ -101,6 +101,9 @@ int agentdb_encode_binary(agentdb_state *st, agentdb_params *p, PyObject *v, Oid
 /* Release what agentdb_params_encode allocated; safe on a zeroed struct and twice. */
 void agentdb_params_free(agentdb_params *p);
 
+/* parse_array(text): an array's text form as nested lists of str and None (array.c). */
+PyObject *agentdb_parse_array_py(PyObject *module, PyObject *arg);
+
 /* Test hooks exposed by the module (and used by the fuzzer):
    _core._decode(oid: int, data: bytes, binary: bool) -> object
    _core._encode(oid: int, value: object) -> tuple[bytes | None, int]   (data, format) */

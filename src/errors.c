@@ -423,6 +423,18 @@ error:
     return -1;
 }
 
+/* Error.pgcode: the SQLSTATE under psycopg2's name, which SQLAlchemy's PostgreSQL code
+   and tests read (``exc.orig.pgcode``); an alias of .sqlstate (instance or class
+   attribute), so it never disagrees with it. */
+static PyObject *error_get_pgcode(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyObject_GetAttrString(self, "sqlstate");
+}
+
+static PyGetSetDef error_pgcode_getset = {
+    "pgcode", error_get_pgcode, NULL, "The SQLSTATE (psycopg2's name for .sqlstate).", NULL};
+
 int agentdb_errors_setup(PyObject *module, agentdb_state *st)
 {
     PyObject *defaults = error_defaults();
@@ -433,6 +445,15 @@ int agentdb_errors_setup(PyObject *module, agentdb_state *st)
                           PyExc_Exception, defaults);
     Py_DECREF(defaults);
     if (st->Error == NULL) {
+        return -1;
+    }
+    PyObject *pgcode = PyDescr_NewGetSet((PyTypeObject *)st->Error, &error_pgcode_getset);
+    if (pgcode == NULL) {
+        return -1;
+    }
+    int rc = PyObject_SetAttrString(st->Error, "pgcode", pgcode);
+    Py_DECREF(pgcode);
+    if (rc < 0) {
         return -1;
     }
 #define CLASS(field, base, doc)                                 \

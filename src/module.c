@@ -80,6 +80,9 @@ static PyMethodDef module_methods[] = {
      "The version of the libpq in use, as PQlibVersion() reports it (150005 for 15.5)."},
     {"parse_dsn", (PyCFunction)agentdb_parse_dsn_py, METH_O,
      "Parse a libpq connection string or URI into a dict of keyword -> value."},
+    {"parse_array", agentdb_parse_array_py, METH_O,
+     "parse_array(text): an array's text form ('{a,\"b c\",NULL}') as nested lists of "
+     "str and None."},
     {"_copy_text", agentdb_copy_text_py, METH_O,
      "_copy_text(records): the COPY FROM STDIN payload, text format, for rows of values."},
     {"_copy_binary", (PyCFunction)(void (*)(void))agentdb_copy_binary_py, METH_FASTCALL,

@@ -481,9 +481,21 @@ class AgentdbDBAPI(AsyncAdapt_dbapi_module):
         return bytes(value)
 
     def connect(self, *args: Any, **kw: Any) -> AgentdbAdaptConnection:
-        """A connection of its own (no pool): ``agentdb.connect(**kw)``."""
+        """A connection of its own (no pool): ``agentdb.connect(**kw)``, or
+        ``async_creator_fn(*args, **kw)`` when given: ``create_async_engine(...,
+        async_creator=f)`` connects through ``dbapi.connect(async_creator_fn=f)``, and
+        ``f`` returns an agentdb ``Connection``."""
+        creator = kw.pop("async_creator_fn", None)
         try:
-            conn = await_only(agentdb.connect(*args, **kw))
+            if creator is not None:
+                conn = await_only(creator(*args, **kw))
+                if not isinstance(conn, agentdb.Connection):
+                    raise TypeError(
+                        f"async_creator must return an agentdb.Connection, "
+                        f"not {type(conn).__name__}"
+                    )
+            else:
+                conn = await_only(agentdb.connect(*args, **kw))
         except Exception as error:
             AgentdbAdaptConnection._handle_exception_no_connection(self, error)
         return AgentdbAdaptConnection(self, conn)

@@ -35,6 +35,7 @@ from sqlalchemy.engine import processors
 from sqlalchemy.engine.url import URL
 from sqlalchemy.sql import sqltypes
 
+from agentdb._core import parse_array
 from agentdb._sql import ISOLATION_LEVELS
 
 from .dbapi import AgentdbAdaptConnection, AgentdbDBAPI
@@ -63,7 +64,21 @@ class _String(sqltypes.String):
 
 
 class _ARRAY(PGARRAY):  # type: ignore[type-arg]
+    """ARRAY; a value that arrives as its text form (an array of a type the core cannot
+    know by OID: hstore[], an enum's or a domain's array) is parsed into lists first, so
+    SQLAlchemy's item processing sees elements, not the characters of one string."""
+
     render_bind_cast = True
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        process = super().result_processor(dialect, coltype)
+
+        def parse_then_process(value: Any) -> Any:
+            if isinstance(value, str):
+                value = parse_array(value)
+            return process(value) if process is not None else value
+
+        return parse_then_process
 
 
 class _REGCONFIG(REGCONFIG):
@@ -234,11 +249,11 @@ def _json_result(self: Any, dialect: Any, coltype: Any) -> Any:
     return process
 
 
-class _JSON(sqltypes.JSON):
-    result_processor = _json_result
-
-
 class _PGJSON(pg_json.JSON):
+    """json; also the generic ``sqltypes.JSON`` (as PGDialect maps it), so its parameters
+    render ``::JSON`` like PostgreSQL's JSON type: without the cast the server cannot
+    type a parameter outside a column's context (``UPDATE ... FROM (VALUES ...)``)."""
+
     result_processor = _json_result
 
 
@@ -301,7 +316,7 @@ class AgentdbDialect(PGDialect):
             sqltypes.Numeric: _Numeric,
             sqltypes.Float: _Float,
             sqltypes.LargeBinary: _ByteA,
-            sqltypes.JSON: _JSON,
+            sqltypes.JSON: _PGJSON,
             pg_json.JSON: _PGJSON,
             pg_json.JSONB: _PGJSONB,
             sqltypes.JSON.JSONPathType: _JSONPathType,

@@ -1,5 +1,8 @@
-/* codecs/array.c: arrays of the known element types: text and binary decoders, encoders. */
+/* codecs/array.c: arrays: text and binary decoders (lists of the known element types; of
+   the elements' text for other built-in array types), parse_array(), encoders. */
 #include "codecs_int.h"
+
+#include <limits.h>
 
 #define PG_MAXDIM 6
 
@@ -117,10 +120,11 @@ static int is_array_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* One {...} level of a text array at data[*pos]; elements unescaped into `scratch`
-   (as large as the input) and decoded with `dec`. */
+/* One {...} level of a text array at data[*pos]; elements separated by `delim`,
+   unescaped into `scratch` (as large as the input) and decoded with `dec`. */
 static PyObject *array_text_level(agentdb_state *st, const char *data, int len, int *pos,
-                                  int depth, agentdb_decode_fn dec, Oid elemoid, char *scratch)
+                                  int depth, agentdb_decode_fn dec, Oid elemoid, char delim,
+                                  char *scratch)
 {
     PyObject *list = NULL, *item = NULL;
 
@@ -150,7 +154,8 @@ static PyObject *array_text_level(agentdb_state *st, const char *data, int len, 
             if (depth >= PG_MAXDIM) {
                 goto bad;
             }
-            item = array_text_level(st, data, len, pos, depth + 1, dec, elemoid, scratch);
+            item = array_text_level(st, data, len, pos, depth + 1, dec, elemoid, delim,
+                                    scratch);
         }
         else {
             int n = 0, quoted = 0, escaped = 0, lastkept = 0;
@@ -175,8 +180,9 @@ static PyObject *array_text_level(agentdb_state *st, const char *data, int len, 
                 }
             }
             else {
-                /* Unquoted: up to , or }; backslash escapes; trailing blanks dropped. */
-                while (*pos < len && data[*pos] != ',' && data[*pos] != '}') {
+                /* Unquoted: up to the delimiter or }; backslash escapes; trailing blanks
+                   dropped. */
+                while (*pos < len && data[*pos] != delim && data[*pos] != '}') {
                     char c = data[(*pos)++];
                     if (c == '"' || c == '{') {
                         goto bad;
@@ -221,7 +227,7 @@ static PyObject *array_text_level(agentdb_state *st, const char *data, int len, 
         while (*pos < len && is_array_space(data[*pos])) {
             (*pos)++;
         }
-        if (*pos < len && data[*pos] == ',') {
+        if (*pos < len && data[*pos] == delim) {
             (*pos)++;
             continue;
         }
@@ -240,12 +246,19 @@ error:
 }
 
 /* Text array: optional "[lo:hi]..=" bounds decoration, then {...} with quoted or bare
-   elements, NULL, and nested braces for more dimensions. */
+   elements, NULL, and nested braces for more dimensions.  Arrays of types we have no
+   codec for (agentdb_text_elem_array_delim) give their elements' text. */
 static PyObject *array_text(agentdb_state *st, const char *data, int len, Oid oid,
                             int json_text)
 {
     int pos = 0;
     Oid elemoid = agentdb_array_elem_oid(oid);
+    char delim = ',';
+    if (elemoid == 0) {
+        char d = agentdb_text_elem_array_delim(oid);
+        elemoid = OID_TEXT;
+        delim = d ? d : ',';
+    }
     agentdb_decode_fn dec = agentdb_decoder_opts(elemoid, 0, json_text);
     char *scratch;
     PyObject *res;
@@ -263,7 +276,7 @@ static PyObject *array_text(agentdb_state *st, const char *data, int len, Oid oi
     if (scratch == NULL) {
         return PyErr_NoMemory();
     }
-    res = array_text_level(st, data, len, &pos, 1, dec, elemoid, scratch);
+    res = array_text_level(st, data, len, &pos, 1, dec, elemoid, delim, scratch);
     PyMem_Free(scratch);
     if (res != NULL && pos != len) {
         Py_DECREF(res);
@@ -275,6 +288,28 @@ static PyObject *array_text(agentdb_state *st, const char *data, int len, Oid oi
 PyObject *agentdb_dec_array_text(agentdb_state *st, const char *data, int len, Oid oid)
 {
     return array_text(st, data, len, oid, 0);
+}
+
+/* parse_array(text) -> list: an array's text form (the value of an array type the core
+   cannot know by OID, e.g. hstore[] or an enum's array, which arrives as str) as nested
+   lists of the elements' text and None.  The dialect's ARRAY type uses it. */
+PyObject *agentdb_parse_array_py(PyObject *module, PyObject *arg)
+{
+    Py_ssize_t len;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "parse_array() takes a str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *data = PyUnicode_AsUTF8AndSize(arg, &len);
+    if (data == NULL) {
+        return NULL;
+    }
+    if (len > INT_MAX - 1) {
+        PyErr_SetString(PyExc_ValueError, "parse_array(): text too long");
+        return NULL;
+    }
+    return array_text(agentdb_get_state(module), data, (int)len, OID_TEXT_ARRAY, 0);
 }
 
 PyObject *agentdb_dec_json_array_text_as_text(agentdb_state *st, const char *data, int len,

@@ -217,6 +217,9 @@ int agentdb_enc_numeric_bin(agentdb_state *st, agentdb_params *p, PyObject *v, O
 PyObject *agentdb_dec_array_bin(agentdb_state *st, const char *data, int len, Oid oid);
 PyObject *agentdb_dec_json_array_bin_as_text(agentdb_state *st, const char *data, int len,
                                              Oid oid);
+/* ';' or ',' for the built-in array types decoded as lists of their elements' text (no
+   element codec: inet[], money[], ...), 0 for other OIDs (registry.c). */
+char agentdb_text_elem_array_delim(Oid oid);
 PyObject *agentdb_dec_array_text(agentdb_state *st, const char *data, int len, Oid oid);
 PyObject *agentdb_dec_json_array_text_as_text(agentdb_state *st, const char *data, int len,
                                               Oid oid);

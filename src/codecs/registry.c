@@ -90,6 +90,76 @@ const char *agentdb_type_name(Oid oid)
     }
 }
 
+/* The built-in array types whose elements we have no codec for (inet[], cidr[], money[],
+   macaddr[], bit[], xml[], the ranges, the geometric and reg* types, ...): their text form
+   is parsed into a list of the elements' text, as for text[], never handed over as one
+   string (which a caller expecting a list would iterate character by character).  The
+   element delimiter (';' for box[], ',' for the rest), 0 for any other OID.
+   int2vector/oidvector are not here: their text is "1 2 3", not an array literal. */
+char agentdb_text_elem_array_delim(Oid oid)
+{
+    switch (oid) {
+    case 143:  /* xml[] */
+    case 271:  /* xid8[] */
+    case 629:  /* line[] */
+    case 651:  /* cidr[] */
+    case 719:  /* circle[] */
+    case 775:  /* macaddr8[] */
+    case 791:  /* money[] */
+    case 1006: /* int2vector[] */
+    case 1008: /* regproc[] */
+    case 1010: /* tid[] */
+    case 1011: /* xid[] */
+    case 1012: /* cid[] */
+    case 1013: /* oidvector[] */
+    case 1017: /* point[] */
+    case 1018: /* lseg[] */
+    case 1019: /* path[] */
+    case 1027: /* polygon[] */
+    case 1034: /* aclitem[] */
+    case 1040: /* macaddr[] */
+    case 1041: /* inet[] */
+    case 1263: /* cstring[] */
+    case 1561: /* bit[] */
+    case 1563: /* varbit[] */
+    case 2201: /* refcursor[] */
+    case 2207: /* regprocedure[] */
+    case 2208: /* regoper[] */
+    case 2209: /* regoperator[] */
+    case 2210: /* regclass[] */
+    case 2211: /* regtype[] */
+    case 2287: /* record[] */
+    case 2949: /* txid_snapshot[] */
+    case 3221: /* pg_lsn[] */
+    case 3643: /* tsvector[] */
+    case 3644: /* gtsvector[] */
+    case 3645: /* tsquery[] */
+    case 3735: /* regconfig[] */
+    case 3770: /* regdictionary[] */
+    case 3905: /* int4range[] */
+    case 3907: /* numrange[] */
+    case 3909: /* tsrange[] */
+    case 3911: /* tstzrange[] */
+    case 3913: /* daterange[] */
+    case 3927: /* int8range[] */
+    case 4073: /* jsonpath[] */
+    case 4090: /* regnamespace[] */
+    case 4097: /* regrole[] */
+    case 4192: /* regcollation[] */
+    case 5039: /* pg_snapshot[] */
+    case 6150: /* int4multirange[] */
+    case 6151: /* nummultirange[] */
+    case 6152: /* tsmultirange[] */
+    case 6153: /* tstzmultirange[] */
+    case 6155: /* datemultirange[] */
+    case 6157: /* int8multirange[] */
+        return ',';
+    case 1020: /* box[]: a box's text has commas */
+        return ';';
+    default: return 0;
+    }
+}
+
 /* ---------------------------------------------------------------------------------------
    Decoder lookup */
 
@@ -162,7 +232,10 @@ agentdb_decode_fn agentdb_decoder(Oid oid, int binary)
     case OID_TIMESTAMPTZ: return agentdb_dec_timestamp_text;
     case OID_INTERVAL: return agentdb_dec_interval_text;
     case OID_UUID: return agentdb_dec_uuid_text;
-    default: return agentdb_array_elem_oid(oid) ? agentdb_dec_array_text : agentdb_dec_text_any;
+    default:
+        return agentdb_array_elem_oid(oid) || agentdb_text_elem_array_delim(oid)
+                   ? agentdb_dec_array_text
+                   : agentdb_dec_text_any;
     }
 }
 
