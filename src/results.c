@@ -222,7 +222,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
         /* The cached plan went stale (schema change, DISCARD ALL): forget the
            cache and, outside a transaction and with nothing sent after it,
            prepare again transparently. */
-        PyDict_Clear(c->stmts);
+        agentdb_stmt_forget_all(c);
         op->retried = 1;
         Py_CLEAR(op->error);
         Py_CLEAR(op->stmt);
@@ -235,7 +235,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
         return;
     }
     if (op->error != NULL && op->stmt != NULL && agentdb_stmt_is_stale(st, op->error)) {
-        PyDict_Clear(c->stmts);
+        agentdb_stmt_forget_all(c);
     }
     if (op->error != NULL && c->stmt_cache_size > 0) {
         agentdb_stmt_pooler_hint(op->error);
