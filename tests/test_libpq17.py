@@ -160,6 +160,44 @@ async def test_a_cancel_that_gets_no_answer_is_bounded(
         conn.terminate()
 
 
+def test_a_request_its_loop_drops_frees_its_cancel_conn(
+    fault_proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests still waiting for the server when their loop is closed (a service shut
+    down mid-cancel, the interpreter ending): the loop lets go of them and each frees its
+    PGcancelConn (libpq 17+); before 17 they are threads, which end with the link."""
+    import gc
+
+    monkeypatch.setattr(agentdb.connection, "DEFAULT_CANCEL_GRACE", 30.0)
+    before = _core._cancel_counts()
+
+    async def cancel_into_silence() -> None:
+        conn = await agentdb.connect(fault_proxy.dsn, timeout=10)
+        fut = asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(30)", timeout=0.3))
+        await asyncio.sleep(0.1)
+        fault_proxy.silent()
+        with pytest.raises(TimeoutError):
+            await fut
+        conn.terminate()  # the statement still runs: a second request
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(cancel_into_silence())
+        during = _core._cancel_counts()
+    finally:
+        loop.close()
+    del loop
+    gc.collect()
+    after = _core._cancel_counts()
+    if NEW:
+        assert during["loop"] - before["loop"] == 2
+        assert during["alive"] == 2
+        assert after["alive"] == 0
+    else:
+        assert during["threads"] - before["threads"] == 2
+        assert during["alive"] == after["alive"] == 0
+
+
 async def _server_statements(conn: agentdb.Connection) -> set[str]:
     return set(await conn.fetchval(LIST_PREPARED))
 
@@ -215,6 +253,26 @@ async def test_clear_statement_cache_closes_ours_only_with_libpq_17(
     after = await _server_statements(conn)
     # 17+: a Close per cached statement, the user's own stays; 15: DEALLOCATE ALL.
     assert after == ({"users_own"} if NEW else set())
+
+
+async def test_clear_statement_cache_in_a_failed_transaction(conn: agentdb.Connection) -> None:
+    """A Close is not transactional: it closes the statements in a failed transaction too,
+    where libpq 15's DEALLOCATE ALL fails (25P02) and leaves them all on the server."""
+    for i in range(3):
+        assert await conn.fetchval(f"SELECT {i}::int") == i
+    before = await _server_statements(conn)
+    assert len(before) == 3
+    await conn.execute("BEGIN")
+    with pytest.raises(agentdb.errors.DivisionByZero):
+        await conn.fetchval("SELECT 1/0")
+    conn.clear_statement_cache()
+    await conn.execute("ROLLBACK")
+    assert not conn.is_in_transaction()
+    after = await _server_statements(conn)
+    if NEW:
+        assert after == set()
+    else:  # and "SELECT 1/0", prepared before it failed
+        assert before < after
 
 
 async def test_a_users_deallocate_all_pipelined_with_closes(conn: agentdb.Connection) -> None:
