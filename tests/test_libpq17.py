@@ -14,9 +14,12 @@ import os
 from typing import Any
 
 import pytest
+import test_adv_tls
 
 import agentdb
 from agentdb import _core
+
+tls_cluster = test_adv_tls.tls_cluster  # the fixture: the test cluster serving TLS
 
 NEW = agentdb.libpq_version() >= 170000
 
@@ -158,6 +161,40 @@ async def test_a_cancel_that_gets_no_answer_is_bounded(
             assert await wait_until(lambda: _core._cancel_counts()["alive"] == 0, timeout=5)
     finally:
         conn.terminate()
+
+
+async def test_cancel_on_a_tls_connection(tls_cluster: tuple[Any, str]) -> None:
+    """A TLS connection's statement is cancelled: with libpq 17+ the request negotiates TLS
+    as the connection did (PQcancelPoll through the handshake's reads and writes), before
+    17 it is sent in clear by a thread.  Either way the statement stops."""
+    cluster, ca = tls_cluster
+    dsn = (f"hostaddr=127.0.0.1 host=localhost port={cluster.port} user=postgres "
+           f"dbname=postgres sslmode=verify-full sslrootcert={ca}")
+    try:
+        conn = await agentdb.connect(dsn, timeout=10)
+        tls = True
+    except agentdb.OperationalError as e:
+        # A libpq built without TLS (CI's libpq 18) says so; its cancel is tested in clear.
+        assert "not compiled in" in str(e), str(e)
+        conn = await agentdb.connect(dsn.replace("verify-full", "disable"), timeout=10)
+        tls = False
+    before = _core._cancel_counts()
+    try:
+        assert conn.ssl_in_use() == tls
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                await conn.fetchval("SELECT pg_sleep(30)", timeout=0.2)
+            assert await conn.fetchval("SELECT 1", timeout=5) == 1
+        assert await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' "
+            "AND state = 'active'"
+        ) == 0
+    finally:
+        await conn.close()
+    after = _core._cancel_counts()
+    path = "loop" if NEW else "threads"
+    assert after[path] - before[path] == 3
+    assert after["alive"] == 0
 
 
 def test_a_request_its_loop_drops_frees_its_cancel_conn(
