@@ -18,11 +18,16 @@
 # from python.org, which this machine cannot reach), so none is tested.
 
 PYTHONS_VERSIONS=(3.10 3.12 3.13)
-# The C core's paths: connections, pipelining, results, codecs, COPY, the pool, cancel,
-# the statement cache, the libpq handles and the GC (about 1.5 min a CPython here).
+# The C core's paths: connections, pipelining, results, every type both ways, COPY, the
+# pool, cancel, the statement cache, the libpq handles and the GC.  Not test_codecs.py
+# (655 small tests, 3 minutes a CPython; test_types.py and test_encoder_safety.py cover
+# the codecs) nor the pool's leak check (43,000 statements): about 1.5 minutes a CPython
+# on 2 cores, the build included (measured: README).
 PYTHONS_TESTS=(tests/test_connection.py tests/test_pool.py tests/test_copy.py
-    tests/test_codecs.py tests/test_record.py tests/test_errors.py tests/test_handles.py
-    tests/test_gc_tracking.py tests/test_encoder_safety.py tests/test_libpq17.py)
+    tests/test_types.py tests/test_record.py tests/test_errors.py tests/test_handles.py
+    tests/test_gc_tracking.py tests/test_encoder_safety.py tests/test_libpq17.py
+    tests/test_core_state.py tests/test_adv_core_fixes.py
+    --deselect tests/test_pool.py::test_leak_check_many_queries_through_the_pool)
 
 # The newest pyenv build of CPython $1 (not a free-threaded "t" build), or nothing.
 _pythons_find() {
