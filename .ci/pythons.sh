@@ -22,10 +22,9 @@ PYTHONS_VERSIONS=(3.10 3.12 3.13)
 # pool, cancel, the statement cache, the libpq handles and the GC.  Not test_codecs.py
 # (655 small tests, 3 minutes a CPython; test_types.py and test_encoder_safety.py cover
 # the codecs) nor the pool's leak check (43,000 statements).  Measured on this 2-core
-# machine while four other jobs loaded it (load average 9 to 13): 219 s for 3.10 with its
-# venv kept (build 62 s, tests 157 s), 316 s and 425 s for 3.12 and 3.13 making their
-# venvs; the tests take about 50 s of CPU a CPython, so an idle machine needs about
-# 1.5 minutes each.
+# machine, venvs kept: 62, 65 and 57 s for 3.10, 3.12 and 3.13 (build and tests) when idle,
+# 3 minutes in all; 219 s for 3.10 alone while four other jobs loaded it (load average 9
+# to 13).  Making a venv the first time adds a minute or two (pip's cache).
 PYTHONS_TESTS=(tests/test_connection.py tests/test_pool.py tests/test_copy.py
     tests/test_types.py tests/test_record.py tests/test_errors.py tests/test_handles.py
     tests/test_gc_tracking.py tests/test_encoder_safety.py tests/test_libpq17.py
