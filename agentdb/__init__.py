@@ -14,6 +14,7 @@ from ._aio import AgentFuture
 _core._setup(AgentFuture)
 
 from ._core import Record  # noqa: E402
+from .capabilities import LibpqCapabilities, libpq_capabilities, libpq_version  # noqa: E402
 from .connection import Connection, connect  # noqa: E402
 from .errors import (  # noqa: E402
     ConnectionLostError,
@@ -53,6 +54,8 @@ __all__ = [
     "Warning",
     "connect",
     "create_pool",
+    "LibpqCapabilities",
+    "libpq_capabilities",
     "libpq_version",
     # the FastAPI drop-in (agentdb.database; SQLAlchemy is imported on first use): its
     # functions, and the names a service's database.py exports (engine: an AsyncEngine
@@ -67,8 +70,6 @@ __all__ = [
     "get_pool",
     "get_session",
 ]
-
-libpq_version = _core.libpq_version
 
 if TYPE_CHECKING:  # typed for mypy and documented by mkdocstrings; imported lazily below
     from .database import (

@@ -58,6 +58,7 @@ typedef struct {
     PyTypeObject *RecordIterType;
     PyTypeObject *IOHandleType;
     PyTypeObject *StmtProfileType;
+    PyTypeObject *CancelRequestType; /* cancel.c, libpq 17+ only (NULL before) */
 
     /* PEP 249 exception hierarchy (errors.c). */
     PyObject *Error;
@@ -93,6 +94,10 @@ typedef struct {
        in testing builds (AGENTDB_COUNT). */
     Py_ssize_t live_pgconns;
     Py_ssize_t live_pgresults;
+    Py_ssize_t live_cancelconns; /* PGcancelConn (libpq 17+) */
+    /* Cancel requests started: on a thread (libpq < 17), on the loop (17+). */
+    Py_ssize_t cancel_threads;
+    Py_ssize_t cancels_async;
 
     /* asyncio glue (loop.c). */
     PyObject *get_running_loop; /* asyncio.get_running_loop */
@@ -134,6 +139,7 @@ int agentdb_codecs_setup(PyObject *module, agentdb_state *st);
 int agentdb_loop_setup(PyObject *module, agentdb_state *st);
 int agentdb_connection_setup(PyObject *module, agentdb_state *st);
 int agentdb_pool_setup(PyObject *module, agentdb_state *st);
+int agentdb_cancel_setup(PyObject *module, agentdb_state *st);
 
 /* Each file's part of traverse/clear of the module state. */
 int agentdb_codecs_traverse(agentdb_state *st, visitproc visit, void *arg);

@@ -1,7 +1,9 @@
 /* cancel.c: statements whose awaiter is gone: their deadlines, abandoning them, and
-   cancel requests (a thread each: PQcancel blocks), sent only when every statement in
-   flight is abandoned. */
+   cancel requests, sent only when every statement in flight is abandoned: on the event
+   loop with libpq 17+ (PQcancelStart/PQcancelPoll), else a thread each (PQcancel blocks). */
 #include "conn_int.h"
+
+#include <unistd.h>
 
 static PyObject *timeout_error(double timeout)
 {
@@ -9,10 +11,215 @@ static PyObject *timeout_error(double timeout)
                                  timeout > 0 ? "the statement timed out" : "timed out");
 }
 
-/* A cancel request runs on a thread of its own: PQcancel blocks (libpq < 17)
-   and the loop never blocks.  When it is done the thread tells the loop
-   (call_soon_threadsafe), and only then may the connection send its next
-   statement: a cancel that arrived late would otherwise cancel that one. */
+/* The request delivered (or failed): the connection may send its next statement, if it
+   still waits for this one (it may have closed meanwhile: then nothing). */
+static void conn_on_cancel_done(PyObject *self, PyObject *arg)
+{
+    (void)arg;
+    agentdb_Connection *c = (agentdb_Connection *)self;
+    if (c->cancel_pending > 0 && --c->cancel_pending == 0) {
+        agentdb_timer_cancel(agentdb_conn_st(c), &c->cancel_timer);
+        agentdb_conn_process(c);
+    }
+}
+
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+/* libpq 17+: a cancel request on the loop, no thread.  A PGcancelConn (PQcancelCreate:
+   the connection's own address and encryption settings, so a TLS connection cancels over
+   TLS) is driven by PQcancelPoll from its socket's readiness, as a connection's connect is
+   (agentdb_conn_connect_step), until the server closes it (delivered) or it fails.  The
+   loop holds the job (its reader or writer, its deadline) and nothing else does: a job
+   frees its PGcancelConn when the request completes, fails or outlives its deadline; a
+   job the loop drops unfinished (loop closed, interpreter teardown) frees it when
+   collected.  It outlives its connection: a close cancels what still runs, fire and
+   forget. */
+typedef struct {
+    PyObject_HEAD
+    agentdb_state *st;
+    PGcancelConn *cc;
+    PyObject *loop;
+    PyObject *done_cb; /* the connection's handle, detached when it goes away */
+    PyObject *timer;   /* its deadline */
+    agentdb_fdwatch watch;
+} cancel_job;
+
+/* The request is over: stop watching, free the PGcancelConn, tell the connection
+   (`delivered`: it completed or failed; not at the deadline: the connection's own
+   cancel_timer, due first, decides then). */
+static void job_finish(cancel_job *j, int delivered)
+{
+    agentdb_fdwatch_stop(j->st, &j->watch, j->loop);
+    agentdb_timer_cancel(j->st, &j->timer);
+    if (j->cc != NULL) {
+        PQcancelFinish(j->cc);
+        j->cc = NULL;
+        AGENTDB_COUNT(j->st->live_cancelconns, -1);
+    }
+    PyObject *done = j->done_cb;
+    j->done_cb = NULL;
+    Py_CLEAR(j->loop);
+    if (done != NULL && delivered) {
+        PyObject *r = PyObject_CallOneArg(done, Py_None);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(done);
+        }
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(done);
+}
+
+/* One PQcancelPoll step; watch for what it asks next.  The socket can change between
+   steps and libpq may have closed the old one: unwatch before polling, watch after. */
+static void job_step(cancel_job *j)
+{
+    agentdb_fdwatch_stop(j->st, &j->watch, j->loop);
+    PostgresPollingStatusType ps = PQcancelPoll(j->cc);
+    int fd = PQcancelSocket(j->cc);
+    int rc = 0;
+    if (ps == PGRES_POLLING_READING) {
+        rc = agentdb_fdwatch_read(&j->watch, j->loop, fd, (PyObject *)j);
+    }
+    else if (ps == PGRES_POLLING_WRITING) {
+        rc = agentdb_fdwatch_write(&j->watch, j->loop, fd, 1, (PyObject *)j);
+    }
+    else {
+        job_finish(j, 1); /* PGRES_POLLING_OK: delivered; FAILED: as PQcancel's failure */
+        return;
+    }
+    if (rc < 0) {
+        PyErr_Clear();
+        job_finish(j, 1);
+    }
+}
+
+/* job(): its socket is ready; job(True): its deadline passed. */
+static PyObject *job_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    (void)kwargs;
+    cancel_job *j = (cancel_job *)self;
+    Py_INCREF(self); /* finishing drops what holds it */
+    if (j->cc != NULL && j->loop != NULL) {
+        if (PyTuple_GET_SIZE(args) > 0) {
+            job_finish(j, 0);
+        }
+        else {
+            job_step(j);
+        }
+    }
+    Py_DECREF(self);
+    Py_RETURN_NONE;
+}
+
+static int job_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    cancel_job *j = (cancel_job *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(j->loop);
+    Py_VISIT(j->done_cb);
+    Py_VISIT(j->timer);
+    return 0;
+}
+
+static int job_clear(PyObject *self)
+{
+    cancel_job *j = (cancel_job *)self;
+    Py_CLEAR(j->loop);
+    Py_CLEAR(j->done_cb);
+    Py_CLEAR(j->timer);
+    return 0;
+}
+
+static void job_dealloc(PyObject *self)
+{
+    cancel_job *j = (cancel_job *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    job_clear(self);
+    if (j->cc != NULL) { /* dropped unfinished by its loop */
+        PQcancelFinish(j->cc);
+        AGENTDB_COUNT(j->st->live_cancelconns, -1);
+    }
+    if (j->watch.fd >= 0) {
+        close(j->watch.fd); /* nothing polls it any more: the loop let go of us */
+    }
+    PyObject_GC_Del(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot job_slots[] = {
+    {Py_tp_call, job_call},
+    {Py_tp_traverse, job_traverse},
+    {Py_tp_clear, job_clear},
+    {Py_tp_dealloc, job_dealloc},
+    {Py_tp_doc, "A cancel request driven by the event loop (libpq 17+; internal)."},
+    {0, NULL},
+};
+
+static PyType_Spec job_spec = {
+    .name = "agentdb._core._CancelRequest",
+    .basicsize = sizeof(cancel_job),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = job_slots,
+};
+
+/* Start a request on the loop.  0 => started (cancel_pending counts it), -1 => error set. */
+static int cancel_start(agentdb_Connection *c, PyObject *done_cb)
+{
+    agentdb_state *st = agentdb_conn_st(c);
+    PGcancelConn *cc = PQcancelCreate(c->pg);
+    if (cc == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (PQcancelStatus(cc) == CONNECTION_BAD || !PQcancelStart(cc)) {
+        PQcancelFinish(cc);
+        PyErr_SetString(PyExc_OSError, "could not start a cancel request");
+        return -1;
+    }
+    cancel_job *j = PyObject_GC_New(cancel_job, st->CancelRequestType);
+    if (j == NULL) {
+        PQcancelFinish(cc);
+        return -1;
+    }
+    j->st = st;
+    j->cc = cc;
+    j->loop = Py_NewRef(c->loop);
+    j->done_cb = Py_NewRef(done_cb);
+    j->timer = NULL;
+    agentdb_fdwatch_init(&j->watch);
+    PyObject_GC_Track((PyObject *)j);
+    AGENTDB_COUNT(st->live_cancelconns, 1);
+    AGENTDB_COUNT(st->cancels_async, 1);
+    /* Freed by its deadline at the latest: a little after the connection's own, which
+       closes the connection when the request is not through by then. */
+    j->timer = agentdb_call_later(st, c->loop, c->cancel_grace + 1.0, (PyObject *)j, Py_True);
+    /* The first poll waits for the socket to be writable (as after PQconnectStart). */
+    if (j->timer == NULL ||
+        agentdb_fdwatch_write(&j->watch, c->loop, PQcancelSocket(cc), 1, (PyObject *)j) < 0) {
+        PyObject *exc = PyErr_GetRaisedException();
+        job_finish(j, 0);
+        Py_DECREF(j);
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    c->cancel_pending++;
+    Py_DECREF(j); /* the loop holds it now */
+    return 0;
+}
+
+int agentdb_cancel_setup(PyObject *module, agentdb_state *st)
+{
+    st->CancelRequestType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &job_spec, NULL);
+    return st->CancelRequestType == NULL ? -1 : 0;
+}
+
+#else /* libpq < 17 */
+
+/* libpq < 17: a cancel request runs on a thread of its own: PQcancel blocks and the loop
+   never blocks.  When it is done the thread tells the loop (call_soon_threadsafe), and
+   only then may the connection send its next statement: a cancel that arrived late would
+   otherwise cancel that one. */
 typedef struct {
     PGcancel *cancel;
     PyObject *loop;
@@ -37,35 +244,62 @@ static void cancel_thread(void *arg)
     PyGILState_Release(gil);
 }
 
-static void conn_on_cancel_done(PyObject *self, PyObject *arg)
+/* Start a request on a thread.  0 => started (cancel_pending counts it), -1 => error set. */
+static int cancel_start(agentdb_Connection *c, PyObject *done_cb)
 {
-    (void)arg;
-    agentdb_Connection *c = (agentdb_Connection *)self;
-    if (c->cancel_pending > 0 && --c->cancel_pending == 0) {
-        agentdb_timer_cancel(agentdb_conn_st(c), &c->cancel_timer);
-        agentdb_conn_process(c);
+    cancel_job *job = PyMem_RawCalloc(1, sizeof(*job));
+    if (job == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
+    job->cancel = PQgetCancel(c->pg);
+    if (job->cancel == NULL) {
+        PyMem_RawFree(job);
+        PyErr_SetString(PyExc_OSError, "could not start a cancel request");
+        return -1;
+    }
+    job->done_cb = Py_NewRef(done_cb);
+    job->loop = Py_NewRef(c->loop);
+    c->cancel_pending++;
+    if (PyThread_start_new_thread(cancel_thread, job) == PYTHREAD_INVALID_THREAD_ID) {
+        c->cancel_pending--;
+        Py_DECREF(job->loop);
+        Py_DECREF(job->done_cb);
+        PQfreeCancel(job->cancel);
+        PyMem_RawFree(job);
+        PyErr_SetString(PyExc_OSError, "could not start a cancel thread");
+        return -1;
+    }
+    AGENTDB_COUNT(agentdb_conn_st(c)->cancel_threads, 1);
+    return 0;
 }
 
+int agentdb_cancel_setup(PyObject *module, agentdb_state *st)
+{
+    (void)module;
+    (void)st;
+    return 0;
+}
+
+#endif /* LIBPQ_HAS_ASYNC_CANCEL */
+
+/* Ask the server to cancel what the connection runs now.  A request that cannot start is
+   as one that did not get through: the cancelled statement's cancel_grace closes the
+   connection. */
 void agentdb_conn_request_cancel(agentdb_Connection *c)
 {
     agentdb_state *st = agentdb_conn_st(c);
     if (c->pg == NULL) {
         return;
     }
-    cancel_job *job = PyMem_RawCalloc(1, sizeof(*job));
-    if (job == NULL) {
-        return;
-    }
-    job->cancel = PQgetCancel(c->pg);
     /* The connection's own handle, detached when the connection goes away:
        a cancel that completes after that calls nothing. */
     if (c->cb_cancel_done == NULL) {
         c->cb_cancel_done = agentdb_iohandle_new(st, (PyObject *)c, conn_on_cancel_done);
-    }
-    job->done_cb = Py_XNewRef(c->cb_cancel_done);
-    if (job->cancel == NULL || job->done_cb == NULL) {
-        goto fail;
+        if (c->cb_cancel_done == NULL) {
+            PyErr_Clear();
+            return;
+        }
     }
     if (c->cancel_timer == NULL) {
         /* Bounded: a cancel that cannot get through closes the connection. */
@@ -75,21 +309,9 @@ void agentdb_conn_request_cancel(agentdb_Connection *c)
             PyErr_Clear();
         }
     }
-    job->loop = Py_NewRef(c->loop);
-    c->cancel_pending++;
-    if (PyThread_start_new_thread(cancel_thread, job) == PYTHREAD_INVALID_THREAD_ID) {
-        c->cancel_pending--;
-        Py_DECREF(job->loop);
-        goto fail;
+    if (cancel_start(c, c->cb_cancel_done) < 0) {
+        PyErr_Clear();
     }
-    return;
-fail:
-    PyErr_Clear();
-    if (job->cancel) {
-        PQfreeCancel(job->cancel);
-    }
-    Py_XDECREF(job->done_cb);
-    PyMem_RawFree(job);
 }
 
 int agentdb_connection_draining(agentdb_Connection *c)

@@ -91,10 +91,7 @@ struct agentdb_Connection {
     PGconn *pg;
     int state;     /* CONN_* */
     int state_before_close;
-    int reader_fd; /* -1 when no reader is registered */
-    int writer_fd; /* -1 when no writer is registered */
-    int watch_fd;  /* our dup() of libpq's socket, what the loop polls (-1: none) */
-    int watch_src; /* the libpq socket it duplicates */
+    agentdb_fdwatch watch; /* libpq's socket under the loop (a dup of it: loop.h) */
     int simple_mode;    /* out of pipeline mode for a simple-protocol query */
     int txn_status;     /* PQtransactionStatus as of the last completed statement */
     int kick_scheduled; /* a send of everything queued is due on the next iteration */
@@ -221,6 +218,7 @@ PyObject *agentdb_stmt_from_describe(agentdb_state *st, const char *name, const 
 int agentdb_stmt_lookup(agentdb_Connection *c, agentdb_Op *op);
 int agentdb_stmt_is_stale(agentdb_state *st, PyObject *exc);
 void agentdb_stmt_evict(agentdb_Connection *c);
+void agentdb_stmt_forget_all(agentdb_Connection *c);
 void agentdb_stmt_pooler_hint(PyObject *exc);
 PyObject *agentdb_Connection_clear_statement_cache(PyObject *self, PyObject *Py_UNUSED(ig));
 PyObject *agentdb_Connection__statement_count(PyObject *self, PyObject *Py_UNUSED(ig));

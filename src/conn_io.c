@@ -1,120 +1,30 @@
-/* conn_io.c: a connection's socket under the event loop: the descriptor the loop
-   polls (a dup of libpq's), the readiness callbacks, and the watchdog for lost wake-ups. */
+/* conn_io.c: a connection's socket under the event loop: watching it (a dup of libpq's,
+   agentdb_fdwatch), the readiness callbacks, and the watchdog for lost wake-ups. */
 #include "conn_int.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
-/* The loop polls a dup() of libpq's socket that we own, never libpq's own
-   descriptor.  libpq closes its socket whenever the connection breaks, and
-   uvloop closes its poll handle one iteration after remove_reader(): if the
-   number were reused by a new connection's socket in between, the deferred
-   close would silently unregister the new one.  Our duplicate keeps the number
-   taken until after the loop has let go of it (closed on the next iteration). */
-static int conn_watch_fd(agentdb_Connection *c, int sock)
-{
-    if (c->watch_fd >= 0 && c->watch_src == sock) {
-        return c->watch_fd;
-    }
-    int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    c->watch_fd = fd;
-    c->watch_src = sock;
-    return fd;
-}
-
-static void conn_release_watch_fd(agentdb_Connection *c)
-{
-    int fd = c->watch_fd;
-    if (fd < 0) {
-        return;
-    }
-    c->watch_fd = c->watch_src = -1;
-    PyObject *r = NULL;
-    if (c->loop != NULL) {
-        r = PyObject_CallMethod(c->loop, "call_soon", "Oi", agentdb_conn_st(c)->os_close, fd);
-    }
-    if (r == NULL) {
-        PyErr_Clear();
-        close(fd); /* no running loop: nothing can reuse it under a poll handle */
-    }
-    Py_XDECREF(r);
-}
-
+/* The loop polls our duplicate of libpq's socket (agentdb_fdwatch, loop.h says why). */
 void agentdb_conn_unwatch(agentdb_Connection *c)
 {
     if (c->pid != 0 && c->pid != (long)getpid()) {
         /* A forked child: its loop shares the parent's epoll instance, and
            unregistering here would unregister the parent's socket. Forget. */
-        c->reader_fd = c->writer_fd = -1;
-        c->watch_fd = c->watch_src = -1;
+        agentdb_fdwatch_init(&c->watch);
         return;
     }
-    PyObject *exc = PyErr_GetRaisedException();
-    if (c->loop != NULL && c->reader_fd >= 0) {
-        PyObject *r = PyObject_CallMethod(c->loop, "remove_reader", "i", c->reader_fd);
-        if (r == NULL) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(r);
-    }
-    if (c->loop != NULL && c->writer_fd >= 0) {
-        PyObject *r = PyObject_CallMethod(c->loop, "remove_writer", "i", c->writer_fd);
-        if (r == NULL) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(r);
-    }
-    c->reader_fd = c->writer_fd = -1;
-    conn_release_watch_fd(c);
-    PyErr_SetRaisedException(exc);
+    agentdb_fdwatch_stop(agentdb_conn_st(c), &c->watch, c->loop);
 }
 
 int agentdb_conn_watch_read(agentdb_Connection *c, int sock)
 {
-    int fd = conn_watch_fd(c, sock);
-    if (fd < 0) {
-        return -1;
-    }
-    if (c->reader_fd == fd) {
-        return 0;
-    }
-    PyObject *r = PyObject_CallMethod(c->loop, "add_reader", "iO", fd, c->cb_read);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    c->reader_fd = fd;
-    return 0;
+    return agentdb_fdwatch_read(&c->watch, c->loop, sock, c->cb_read);
 }
 
 int agentdb_conn_watch_write(agentdb_Connection *c, int sock, int on)
 {
-    if (on && c->writer_fd < 0) {
-        int fd = conn_watch_fd(c, sock);
-        if (fd < 0) {
-            return -1;
-        }
-        PyObject *r = PyObject_CallMethod(c->loop, "add_writer", "iO", fd, c->cb_write);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
-        c->writer_fd = fd;
-    }
-    else if (!on && c->writer_fd >= 0) {
-        PyObject *r = PyObject_CallMethod(c->loop, "remove_writer", "i", c->writer_fd);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
-        c->writer_fd = -1;
-    }
-    return 0;
+    return agentdb_fdwatch_write(&c->watch, c->loop, sock, on, c->cb_write);
 }
 
 /* The part of a readiness callback that does not depend on the direction: a connection
@@ -150,7 +60,7 @@ void agentdb_conn_on_read(PyObject *self, PyObject *arg)
         return;
     }
     agentdb_conn_drain_notifies(c);
-    if (c->writer_fd >= 0 && agentdb_conn_flush(c) < 0) {
+    if (c->watch.writer >= 0 && agentdb_conn_flush(c) < 0) {
         return;
     }
     agentdb_conn_process(c);
@@ -208,11 +118,11 @@ void agentdb_conn_on_watchdog(PyObject *self, PyObject *arg)
     }
     if (c->reads == c->reads_seen && agentdb_fd_readable(PQsocket(c->pg)) > 0) {
         c->stalls++;
-        if (c->reader_fd >= 0) {
-            PyObject *r = PyObject_CallMethod(c->loop, "remove_reader", "i", c->reader_fd);
+        if (c->watch.reader >= 0) {
+            PyObject *r = PyObject_CallMethod(c->loop, "remove_reader", "i", c->watch.reader);
             Py_XDECREF(r);
             PyErr_Clear();
-            c->reader_fd = -1;
+            c->watch.reader = -1;
         }
         if (agentdb_conn_watch_read(c, PQsocket(c->pg)) < 0) {
             PyErr_WriteUnraisable(self);

@@ -501,7 +501,7 @@ static PyObject *Connection__debug_state(PyObject *self, PyObject *Py_UNUSED(ig)
                          ops, "state", c->state, "cancel_pending", c->cancel_pending,
                          "simple_mode", c->simple_mode, "kick_scheduled", c->kick_scheduled,
                          "copy_in", c->copy_in, "pool_state", c->link.state, "nops", c->nops,
-                         "writer", c->writer_fd, "reader", c->reader_fd, "socket",
+                         "writer", c->watch.writer, "reader", c->watch.reader, "socket",
                          c->pg ? PQsocket(c->pg) : -1, "status",
                          c->pg ? (int)PQstatus(c->pg) : -1, "readable",
                          agentdb_fd_readable(c->pg ? PQsocket(c->pg) : -1), "stalls",
@@ -678,8 +678,7 @@ static PyObject *Connection_new(PyTypeObject *type, PyObject *args, PyObject *kw
        clients between server connections, names never collide. */
     c->stmt_tag = ((unsigned long)(uintptr_t)c >> 4) ^ ((unsigned long)getpid() << 16);
     c->state = CONN_NEW;
-    c->reader_fd = c->writer_fd = -1;
-    c->watch_fd = c->watch_src = -1;
+    agentdb_fdwatch_init(&c->watch);
     c->stmt_cache_size = 100;
     c->cancel_grace = 5.0;
     c->stmts = PyDict_New();

@@ -34,8 +34,9 @@ enum {
 /* OPK_PLAIN: one statement without arguments or preparation (transaction
    control, DDL, internal statements); OPK_SIMPLE: the simple protocol, for
    several statements in one string; OPK_BATCH: internal statements without
-   arguments (op->batch), all under one sync (the session reset). */
-enum { OPK_QUERY, OPK_SIMPLE, OPK_MANY, OPK_PLAIN, OPK_BATCH };
+   arguments (op->batch), all under one sync (the session reset); OPK_CLOSE: a Close of
+   each prepared statement named in op->args, under one sync (libpq 17+, stmtcache.c). */
+enum { OPK_QUERY, OPK_SIMPLE, OPK_MANY, OPK_PLAIN, OPK_BATCH, OPK_CLOSE };
 int agentdb_connection_check(agentdb_state *st, PyObject *obj);
 int agentdb_connection_alive(agentdb_Connection *c);
 /* Queue an internal statement (no arguments, no preparation) whose completion calls

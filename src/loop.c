@@ -1,7 +1,10 @@
-/* loop.c: asyncio glue: readiness callbacks, futures and deadlines. */
+/* loop.c: asyncio glue: readiness callbacks, futures and deadlines, the descriptors
+   the loop polls for libpq's sockets. */
 #include "loop.h"
 
+#include <fcntl.h>
 #include <time.h>
+#include <unistd.h>
 
 double agentdb_monotonic(void)
 {
@@ -162,6 +165,102 @@ static PyType_Spec iohandle_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = iohandle_slots,
 };
+
+void agentdb_fdwatch_init(agentdb_fdwatch *w)
+{
+    w->fd = w->src = w->reader = w->writer = -1;
+}
+
+/* Our duplicate of `sock` (a new one when libpq's socket changed). -1 => error set. */
+static int fdwatch_fd(agentdb_fdwatch *w, int sock)
+{
+    if (w->fd >= 0 && w->src == sock) {
+        return w->fd;
+    }
+    int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    w->fd = fd;
+    w->src = sock;
+    return fd;
+}
+
+int agentdb_fdwatch_read(agentdb_fdwatch *w, PyObject *loop, int sock, PyObject *cb)
+{
+    int fd = fdwatch_fd(w, sock);
+    if (fd < 0) {
+        return -1;
+    }
+    if (w->reader == fd) {
+        return 0;
+    }
+    PyObject *r = PyObject_CallMethod(loop, "add_reader", "iO", fd, cb);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    w->reader = fd;
+    return 0;
+}
+
+int agentdb_fdwatch_write(agentdb_fdwatch *w, PyObject *loop, int sock, int on, PyObject *cb)
+{
+    if (on && w->writer < 0) {
+        int fd = fdwatch_fd(w, sock);
+        if (fd < 0) {
+            return -1;
+        }
+        PyObject *r = PyObject_CallMethod(loop, "add_writer", "iO", fd, cb);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        w->writer = fd;
+    }
+    else if (!on && w->writer >= 0) {
+        PyObject *r = PyObject_CallMethod(loop, "remove_writer", "i", w->writer);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        w->writer = -1;
+    }
+    return 0;
+}
+
+void agentdb_fdwatch_stop(agentdb_state *st, agentdb_fdwatch *w, PyObject *loop)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    if (loop != NULL && w->reader >= 0) {
+        PyObject *r = PyObject_CallMethod(loop, "remove_reader", "i", w->reader);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+    }
+    if (loop != NULL && w->writer >= 0) {
+        PyObject *r = PyObject_CallMethod(loop, "remove_writer", "i", w->writer);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+    }
+    w->reader = w->writer = -1;
+    int fd = w->fd;
+    if (fd >= 0) {
+        w->fd = w->src = -1;
+        PyObject *r = loop != NULL ? PyObject_CallMethod(loop, "call_soon", "Oi", st->os_close, fd)
+                                   : NULL;
+        if (r == NULL) {
+            PyErr_Clear();
+            close(fd); /* no running loop: nothing can reuse it under a poll handle */
+        }
+        Py_XDECREF(r);
+    }
+    PyErr_SetRaisedException(exc);
+}
 
 int agentdb_loop_setup(PyObject *module, agentdb_state *st)
 {

@@ -53,7 +53,46 @@ static PyObject *module_libpq_version(PyObject *Py_UNUSED(module), PyObject *Py_
     return PyLong_FromLong(PQlibVersion());
 }
 
+/* What of libpq 17+ the core uses, by name: each is on when it was compiled in (the
+   LIBPQ_HAS_* macros of the libpq-fe.h built against) and the libpq loaded has it
+   (PQlibVersion() >= 170000).  The code paths themselves are chosen at compile time:
+   a core built against 17+ headers does not import over an older libpq at all (Python
+   loads extensions with RTLD_NOW, and the new functions are missing), so the run-time
+   test only makes the report honest, never changes a path. */
+static PyObject *module_libpq_capabilities(PyObject *Py_UNUSED(module),
+                                           PyObject *Py_UNUSED(ignored))
+{
+    int v17 = PQlibVersion() >= 170000;
+    int pipeline_sync = 0, chunked_rows = 0, async_cancel = 0, close_prepared = 0;
+#ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
+    pipeline_sync = v17;
+#endif
+#ifdef LIBPQ_HAS_CHUNK_MODE
+    chunked_rows = v17;
+#endif
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+    async_cancel = v17;
+#endif
+#ifdef LIBPQ_HAS_CLOSE_PREPARED
+    close_prepared = v17;
+#endif
+    (void)v17;
+    return Py_BuildValue("{s:N,s:N,s:N,s:N}", "pipeline_sync", PyBool_FromLong(pipeline_sync),
+                         "chunked_rows", PyBool_FromLong(chunked_rows), "async_cancel",
+                         PyBool_FromLong(async_cancel), "close_prepared",
+                         PyBool_FromLong(close_prepared));
+}
+
 #ifdef AGENTDB_TESTING
+/* _cancel_counts(): cancel requests started on a thread and on the loop, and the
+   PGcancelConn alive (tests: which path ran, and that none leaks). */
+static PyObject *module_cancel_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    agentdb_state *st = agentdb_get_state(module);
+    return Py_BuildValue("{s:n,s:n,s:n}", "threads", st->cancel_threads, "loop",
+                         st->cancels_async, "alive", st->live_cancelconns);
+}
+
 /* _handle_counts() -> (PGconn alive, PGresult alive): for leak tests. */
 static PyObject *module_handle_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
@@ -66,6 +105,9 @@ static PyMethodDef module_methods[] = {
 #ifdef AGENTDB_TESTING
     {"_handle_counts", module_handle_counts, METH_NOARGS,
      "(PGconn alive, PGresult alive): every libpq handle is freed once (tests)."},
+    {"_cancel_counts", module_cancel_counts, METH_NOARGS,
+     "{'threads', 'loop', 'alive'}: cancel requests started on a thread, on the loop, and "
+     "the PGcancelConn alive (tests)."},
     {"_decode", (PyCFunction)(void (*)(void))agentdb_codecs_decode_py, METH_FASTCALL,
      "_decode(oid, data, binary): decode one value (tests and fuzzing)."},
     {"_encode", (PyCFunction)(void (*)(void))agentdb_codecs_encode_py, METH_FASTCALL,
@@ -78,6 +120,9 @@ static PyMethodDef module_methods[] = {
     {"_setup", module_setup, METH_O, "Register the asyncio Future subclass (internal)."},
     {"libpq_version", module_libpq_version, METH_NOARGS,
      "The version of the libpq in use, as PQlibVersion() reports it (150005 for 15.5)."},
+    {"libpq_capabilities", module_libpq_capabilities, METH_NOARGS,
+     "What of libpq 17+ is in use: {'pipeline_sync', 'chunked_rows', 'async_cancel', "
+     "'close_prepared'} -> bool."},
     {"parse_dsn", (PyCFunction)agentdb_parse_dsn_py, METH_O,
      "Parse a libpq connection string or URI into a dict of keyword -> value."},
     {"parse_array", agentdb_parse_array_py, METH_O,
@@ -152,7 +197,8 @@ static int module_exec(PyObject *module)
     }
     if (agentdb_errors_setup(module, st) < 0 || agentdb_record_setup(module, st) < 0 ||
         agentdb_codecs_setup(module, st) < 0 || agentdb_loop_setup(module, st) < 0 ||
-        agentdb_connection_setup(module, st) < 0 || agentdb_pool_setup(module, st) < 0) {
+        agentdb_connection_setup(module, st) < 0 || agentdb_pool_setup(module, st) < 0 ||
+        agentdb_cancel_setup(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -169,6 +215,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->RecordIterType);
     Py_VISIT(st->IOHandleType);
     Py_VISIT(st->StmtProfileType);
+    Py_VISIT(st->CancelRequestType);
     Py_VISIT(st->Error);
     Py_VISIT(st->Warning);
     Py_VISIT(st->InterfaceError);
@@ -206,6 +253,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->RecordIterType);
     Py_CLEAR(st->IOHandleType);
     Py_CLEAR(st->StmtProfileType);
+    Py_CLEAR(st->CancelRequestType);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->Warning);
     Py_CLEAR(st->InterfaceError);

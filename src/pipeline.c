@@ -211,7 +211,7 @@ static void op_sent(agentdb_Connection *c, agentdb_Op *op)
     if (op->sqlflags & AGENTDB_SQL_PREPARE) {
         /* DEALLOCATE ALL or DISCARD ALL may drop our statements: statements sent after
            it prepare their own again. */
-        PyDict_Clear(c->stmts);
+        agentdb_stmt_forget_all(c);
     }
 }
 
@@ -342,6 +342,16 @@ static int op_send_exec(agentdb_Connection *c, agentdb_Op *op)
         }
         ncmds = op->nbatch;
     }
+#ifdef LIBPQ_HAS_CLOSE_PREPARED
+    else if (op->kind == OPK_CLOSE) { /* op->args: a tuple of str, built by stmtcache.c */
+        ncmds = (int)PyTuple_GET_SIZE(op->args);
+        for (int i = 0; ok && i < ncmds; i++) {
+            const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(op->args, i));
+            ok = name != NULL && PQsendClosePrepared(pg, name);
+        }
+        PyErr_Clear();
+    }
+#endif
     else if (op->kind == OPK_QUERY) {
         agentdb_params *p = &ps[0];
         if (op->prefix != NULL) {
@@ -455,9 +465,10 @@ restart:
             set_cork(c, 1);
             corked = 1;
         }
-        if (op->st == OPST_QUEUED && op->kind != OPK_PLAIN && !op->uncached &&
-            (op->kind == OPK_MANY || op->mode == AGENTDB_MODE_DESCRIBE ||
-             c->stmt_cache_size > 0) &&
+        if (op->st == OPST_QUEUED && !op->uncached &&
+            (op->kind == OPK_MANY ||
+             (op->kind == OPK_QUERY &&
+              (op->mode == AGENTDB_MODE_DESCRIBE || c->stmt_cache_size > 0))) &&
             !agentdb_stmt_lookup(c, op)) {
             r = op_send_describe(c, op);
             sent++;

@@ -181,14 +181,17 @@ PyObject *agentdb_record_new(agentdb_state *st, PyObject *desc, Py_ssize_t n)
    a cycle, so the garbage collector need not see it; rows of 10k records otherwise cost
    more in collections than in decoding.  The test is CPython's own for tuples
    (_PyObject_GC_MAY_BE_TRACKED): any object of a collected type counts, tracked now or
-   not, since an empty dict becomes tracked once a container is put in it.  Our UUIDs are
-   the exception: immutable, holding an int and an enum member. */
+   not, since an empty dict becomes tracked once a container is put in it.  Our UUIDs and
+   Decimals are the exceptions: immutable, holding nothing that can lead back (a UUID an
+   int and an enum member; a Decimal its digits, a collected type only since CPython 3.13,
+   where _decimal's types became heap types). */
 void agentdb_record_done(agentdb_state *st, PyObject *rec)
 {
     agentdb_Record *r = (agentdb_Record *)rec;
     for (Py_ssize_t i = 0; i < Py_SIZE(r); i++) {
         PyObject *v = r->values[i];
         if (v == NULL || !PyObject_IS_GC(v) || Py_IS_TYPE(v, (PyTypeObject *)st->UUID) ||
+            Py_IS_TYPE(v, (PyTypeObject *)st->Decimal) ||
             (PyTuple_CheckExact(v) && !PyObject_GC_IsTracked(v))) {
             continue;
         }

@@ -334,7 +334,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
         /* The cached plan went stale (schema change, DISCARD ALL): forget the
            cache and, outside a transaction and with nothing sent after it,
            prepare again transparently. */
-        PyDict_Clear(c->stmts);
+        agentdb_stmt_forget_all(c);
         op->retried = 1;
         op->begin_ok = 0;
         Py_CLEAR(op->error);
@@ -348,7 +348,7 @@ static void op_phase_done(agentdb_Connection *c, agentdb_Op *op)
         return;
     }
     if (op->error != NULL && op->stmt != NULL && agentdb_stmt_is_stale(st, op->error)) {
-        PyDict_Clear(c->stmts);
+        agentdb_stmt_forget_all(c);
     }
     if (op->error != NULL && c->stmt_cache_size > 0) {
         agentdb_stmt_pooler_hint(op->error);

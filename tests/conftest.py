@@ -91,6 +91,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"agentdb: event loop {loop}; server: {where}",
         f"agentdb: {agentdb.__file__} (libpq {agentdb.libpq_version()})",
+        f"agentdb: libpq capabilities: {agentdb.libpq_capabilities()}",
     ]
 
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import operator
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faults.runner import Runner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -859,7 +859,7 @@ class Db:
     """One connection on a private event loop (hypothesis calls a test body many times)."""
 
     def __init__(self, dsn: str, **kw: Any) -> None:
-        self.runner = asyncio.Runner()
+        self.runner = Runner()
         self.conn: agentdb.Connection = self.runner.run(agentdb.connect(dsn, timeout=10, **kw))
 
     def run(self, coro_fn: Callable[[agentdb.Connection], Any]) -> Any:

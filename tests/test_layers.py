@@ -38,6 +38,7 @@ LAYERS: dict[str, str] = {
     "agentdb.connection": DRIVER,
     "agentdb.pool": DRIVER,
     "agentdb.logs": DRIVER,
+    "agentdb.capabilities": DRIVER,
     # SQLAlchemy's postgresql+agentdb over the native API
     "agentdb.sqlalchemy": DIALECT,
     "agentdb.sqlalchemy.dialect": DIALECT,

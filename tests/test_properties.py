@@ -1,12 +1,11 @@
 """Property tests (hypothesis): values round-trip through the server unchanged.
 
 Each test drives one connection on a private event loop (hypothesis calls the body many
-times; ``asyncio.Runner`` keeps loop and connection across examples).
+times; a ``Runner`` keeps loop and connection across examples).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from faults.runner import Runner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +26,7 @@ SETTINGS = settings(
 
 class Db:
     def __init__(self, dsn: str) -> None:
-        self.runner = asyncio.Runner()
+        self.runner = Runner()
         self.conn = self.runner.run(agentdb.connect(dsn, timeout=10))  # a coroutine: fine
 
     def val(self, sql: str, *args: Any) -> Any:
