@@ -105,10 +105,12 @@ need_debs() {
 }
 
 # Debian unstable's source index, alone (the machine's other lists are left as they are).
-update_source_index() {
-    if [ ! -f "$SRC_LIST" ]; then
-        log "adding $SRC_LIST (deb-src, Debian unstable: PostgreSQL's source for libpq)"
-        as_root tee "$SRC_LIST" >/dev/null <<'EOF'
+# Check-Valid-Until no: a mirror frozen at a date (as on the machines this project builds
+# on) serves an unstable Release file past its short validity, and any later
+# `apt-get update` (need_debs, .ci/setup.sh) would stop on it; the index is still checked
+# against Debian's signature, and the tarball against the index. The file is written again
+# when its text differs (an older version of this script wrote it without that line).
+SRC_LIST_TEXT=$(cat <<'EOF'
 # agentdb's packaging/build-wheel.sh: PostgreSQL's source (for libpq) from Debian unstable.
 # Source packages only (deb-src): no binary package comes from this suite.
 Types: deb-src
@@ -116,15 +118,17 @@ URIs: http://deb.debian.org/debian
 Suites: sid
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+Check-Valid-Until: no
 EOF
+)
+update_source_index() {
+    if [ "$(cat "$SRC_LIST" 2>/dev/null)" != "$SRC_LIST_TEXT" ]; then
+        log "writing $SRC_LIST (deb-src, Debian unstable: PostgreSQL's source for libpq)"
+        printf '%s\n' "$SRC_LIST_TEXT" | as_root tee "$SRC_LIST" >/dev/null
     fi
     log "apt-get update (Debian unstable's source index only)"
-    # Check-Valid-Until=false: a mirror frozen at a date (as on the machines this project
-    # builds on) serves an unstable Release file past its short validity; the index is
-    # still checked against Debian's signature, and the tarball against the index.
     as_root apt-get update -qq -o Dir::Etc::sourcelist="$SRC_LIST" \
-        -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 \
-        -o Acquire::Check-Valid-Until=false
+        -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
 }
 
 # The upstream version of the newest postgresql-NN source package apt knows (18.6 for 18.6-3).
