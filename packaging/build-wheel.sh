@@ -232,7 +232,24 @@ cp -r agentdb src setup.py pyproject.toml README.md "$scratch/src-tree/"
 [ -f setup.cfg ] && cp setup.cfg "$scratch/src-tree/"
 find "$scratch/src-tree" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
 
+# A python that can run `pip wheel`: $1 itself when it has pip, else a venv of it kept in
+# the cache (Debian's /usr/bin/python3 has no pip; its venvs do, with python3-venv).
+python_with_pip() {
+    local py=$1 venv
+    if "$py" -m pip --version >/dev/null 2>&1; then
+        printf '%s' "$py"
+        return 0
+    fi
+    venv="$CACHE/wheel-build/$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    if [ ! -x "$venv/bin/python" ]; then
+        log "build venv $venv ($py has no pip)" >&2
+        "$py" -m venv "$venv" >&2
+    fi
+    printf '%s' "$venv/bin/python"
+}
+
 for py in "${pythons[@]}"; do
+    py=$(python_with_pip "$py")
     pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     log "building agentdb for CPython $pyver ($py): $kind, libpq $version"
     raw="$scratch/raw-$pyver"
