@@ -11,7 +11,6 @@ import tempfile
 from typing import Any
 
 import pytest
-from test_adv_tls import tls_cluster  # noqa: F401  (the TLS cluster fixture)
 
 import agentdb
 from agentdb.connection import LoggedQuery
